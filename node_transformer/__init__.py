@@ -1,0 +1,1 @@
+"""fairseq user-dir: Neural-ODE Transformer models (use with ``--user-dir node_transformer``)."""

@@ -1,0 +1,89 @@
+"""Input validation for ``odeint_ext``: every check in one place, every message naming its argument."""
+import math
+import numbers
+
+import torch
+from torch import nn
+
+# torchdiffeq keeps its solver table private; it is the only authority on which method names exist and
+# which of them choose their own steps, so read it rather than copy its list.
+from torchdiffeq._impl.odeint import SOLVERS
+from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver
+
+METHODS = tuple(sorted(SOLVERS))
+ADAPTIVE_METHODS = tuple(m for m in METHODS if issubclass(SOLVERS[m], RKAdaptiveStepsizeODESolver))
+FIXED_GRID_METHODS = tuple(m for m in METHODS if m not in ADAPTIVE_METHODS and m != "scipy_solver")
+
+
+def is_adaptive(method):
+    return method in ADAPTIVE_METHODS
+
+
+def check_method(method, name="method"):
+    if method not in SOLVERS:
+        raise ValueError(f"{name}={method!r} is not a torchdiffeq method; valid methods: {', '.join(METHODS)}")
+
+
+def check_tolerance(value, name):
+    if isinstance(value, torch.Tensor):
+        if value.numel() == 0 or not bool((value > 0).all()):
+            raise ValueError(f"{name} must be positive, got {value}")
+        return
+    if not isinstance(value, numbers.Real) or not value > 0 or math.isinf(value):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def check_times(t):
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"t must be a 1-D torch.Tensor of times, got {type(t).__name__}")
+    if t.dim() != 1:
+        raise ValueError(f"t must be 1-D, got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise TypeError(f"t must be a floating tensor, got dtype {t.dtype}")
+    if len(t) < 2:
+        raise ValueError(f"t must hold at least two times (start and end), got {len(t)}")
+    steps = t[1:] - t[:-1]
+    if not (bool((steps > 0).all()) or bool((steps < 0).all())):
+        raise ValueError(f"t must be strictly increasing or strictly decreasing, got {t.tolist()}")
+
+
+def check_state(y0):
+    if not isinstance(y0, torch.Tensor):
+        raise TypeError(f"y0 must be a torch.Tensor, got {type(y0).__name__}")
+    if not y0.is_floating_point():
+        raise TypeError(f"y0 must be a floating tensor, got dtype {y0.dtype}")
+
+
+def check_func(func, adjoint):
+    if not callable(func):
+        raise TypeError(f"func must be callable as func(t, y, *args), got {type(func).__name__}")
+    if adjoint and not isinstance(func, nn.Module):
+        raise TypeError(
+            f"func must be an nn.Module when adjoint=True (its parameters get adjoint gradients), "
+            f"got {type(func).__name__}"
+        )
+
+
+def check_args(args):
+    if not isinstance(args, (tuple, list)):
+        raise TypeError(f"args must be a tuple of extra arguments for func, got {type(args).__name__}")
+
+
+def check_solver_options(options, method, name="options"):
+    """Validate the options odeint_ext interprets itself; the rest goes to torchdiffeq unchanged."""
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise TypeError(f"{name} must be a dict, got {type(options).__name__}")
+    budget = options.get("max_num_steps")
+    if budget is not None:
+        if not is_adaptive(method):
+            raise ValueError(
+                f"{name}['max_num_steps'] applies to adaptive methods ({', '.join(ADAPTIVE_METHODS)}), "
+                f"not to {method!r}"
+            )
+        if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 1:
+            raise ValueError(f"{name}['max_num_steps'] must be a positive integer, got {budget!r}")
+    step_size = options.get("step_size")
+    if step_size is not None and not (isinstance(step_size, numbers.Real) and step_size > 0):
+        raise ValueError(f"{name}['step_size'] must be a positive number, got {step_size!r}")

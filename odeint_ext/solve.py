@@ -1,0 +1,171 @@
+"""``odeint_ext``: torchdiffeq's ``odeint``/``odeint_adjoint`` for functions with extra arguments."""
+import torch
+from torch import nn
+from torchdiffeq import odeint, odeint_adjoint
+
+from . import checks
+from .errors import NonFiniteState, StepBudgetExceeded, StepSizeUnderflow
+from .stats import SolveStats
+
+FORWARD, BACKWARD = "forward", "backward"
+
+
+class _Dynamics(nn.Module):
+    """``func`` with its extra arguments bound, counting evaluations and policing every step.
+
+    torchdiffeq calls ``callback_step`` before each step it attempts (accepted or rejected) and
+    ``callback_step_adjoint`` before each step of the adjoint solve; raising there stops the solve
+    with our exception instead of torchdiffeq's bare assertion, in ``loss.backward()`` as well.
+    """
+
+    def __init__(self, func, args, stats, budgets, police_steps, forward_sign):
+        super().__init__()
+        self.func = func
+        self.args = tuple(args)
+        self.stats = stats
+        self.budgets = budgets
+        self.police_steps = police_steps
+        self.signs = {FORWARD: forward_sign, BACKWARD: -forward_sign}
+        self.direction = FORWARD
+        self.nfe = {FORWARD: 0, BACKWARD: 0}
+        self.steps = {FORWARD: 0, BACKWARD: 0}
+
+    def forward(self, t, y):
+        self.nfe[self.direction] += 1
+        if self.stats is not None:
+            setattr(self.stats, "nfe_" + self.direction, getattr(self.stats, "nfe_" + self.direction) + 1)
+        return self.func(t, y, *self.args)
+
+    def callback_step(self, t0, y0, dt):
+        self._on_step(FORWARD, t0, y0, dt)
+
+    def callback_step_adjoint(self, t0, y0, dt):
+        self._on_step(BACKWARD, t0, y0, dt)
+
+    def _on_step(self, direction, t0, y0, dt):
+        self.steps[direction] += 1
+        if self.stats is not None:
+            setattr(self.stats, "steps_" + direction, getattr(self.stats, "steps_" + direction) + 1)
+        if not self.police_steps:
+            return
+        budget = self.budgets[direction]
+        if budget is not None and self.steps[direction] > budget:
+            self._fail(StepBudgetExceeded, f"step budget max_num_steps={budget} exceeded", direction, t0)
+        # torchdiffeq integrates in increasing internal time (-t for a decreasing grid) and asserts
+        # `t + dt > t` there right after this callback; the same test, so the step never gets that far.
+        t_internal = t0 * self.signs[direction]
+        if not bool(t_internal + dt > t_internal):
+            self._fail(StepSizeUnderflow, f"underflow in dt ({float(dt):.3g})", direction, t0)
+        states = y0 if isinstance(y0, tuple) else (y0,)
+        if not bool(torch.stack([torch.isfinite(s).all() for s in states]).all()):
+            self._fail(NonFiniteState, "non-finite values in the state", direction, t0)
+
+    def _fail(self, error, message, direction, t0):
+        raise error(message, direction=direction, t=float(t0), nfe=self.nfe[direction], steps=self.steps[direction])
+
+
+def _unique_tensors(tensors):
+    seen, unique = set(), []
+    for tensor in tensors:
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            unique.append(tensor)
+    return tuple(unique)
+
+
+def _gradient_inputs(func, args):
+    """Everything the adjoint must differentiate: func's parameters and each floating tensor
+    argument that requires grad, once each (a tensor passed twice, e.g. as key and value, must not
+    receive its gradient twice)."""
+    arg_tensors = [
+        a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point() and a.requires_grad
+    ]
+    params = [p for p in func.parameters() if p.requires_grad]
+    return _unique_tensors(params + arg_tensors)
+
+
+def _split_budget(options):
+    options = dict(options or {})
+    return options, options.pop("max_num_steps", None)
+
+
+def odeint_ext(
+    func,
+    y0,
+    t,
+    args=(),
+    *,
+    rtol=1e-3,
+    atol=1e-3,
+    method="dopri5",
+    options=None,
+    adjoint=True,
+    adjoint_options=None,
+    stats=None,
+):
+    """Solve dy/dt = func(t, y, *args) at the times ``t``; returns a tensor of shape (len(t), *y0.shape).
+
+    Args:
+        func: callable ``func(t, y, *args)``; an ``nn.Module`` when ``adjoint=True``.
+        y0: floating initial state.
+        t: 1-D strictly monotone times; ``y[0] == y0``.
+        args: extra arguments for ``func``: tensors of any dtype, ``None`` or plain values. With the
+            adjoint, every floating tensor in ``args`` that requires grad (leaf or not, e.g. an encoder
+            output) receives the gradient plain backpropagation through the solver would give it.
+        rtol, atol, method: as in torchdiffeq.
+        options: torchdiffeq solver options. ``max_num_steps`` is the step budget (accepted and
+            rejected steps) of the whole solve, enforced by ``odeint_ext``: exceeding it raises
+            :class:`StepBudgetExceeded`.
+        adjoint: solve the adjoint ODE for gradients (constant memory) instead of backpropagating
+            through the solver's operations.
+        adjoint_options: options of the adjoint solve, on top of ``options`` (less its ``norm``); so
+            ``{"norm": "seminorm"}`` keeps the forward step budget and step size.
+        stats: a :class:`SolveStats` to add this solve's NFE and steps to, forward now and backward
+            when ``loss.backward()`` runs the adjoint.
+
+    Raises:
+        StepBudgetExceeded, StepSizeUnderflow, NonFiniteState: from the forward solve, or from
+            ``backward()`` for the adjoint solve.
+    """
+    checks.check_func(func, adjoint)
+    checks.check_state(y0)
+    checks.check_times(t)
+    checks.check_args(args)
+    checks.check_tolerance(rtol, "rtol")
+    checks.check_tolerance(atol, "atol")
+    checks.check_method(method)
+    checks.check_solver_options(options, method)
+    options, forward_budget = _split_budget(options)
+    adjoint_options, backward_budget = _split_budget(
+        {**{k: v for k, v in options.items() if k != "norm"}, **(adjoint_options or {})}
+    )
+    checks.check_solver_options(adjoint_options, method, name="adjoint_options")
+    if backward_budget is None:
+        backward_budget = forward_budget
+
+    forward_sign = 1 if bool(t[-1] > t[0]) else -1
+    dynamics = _Dynamics(
+        func,
+        args,
+        stats,
+        budgets={FORWARD: forward_budget, BACKWARD: backward_budget},
+        police_steps=checks.is_adaptive(method),
+        forward_sign=forward_sign,
+    )
+    if stats is not None:
+        stats.solves += 1
+    if not adjoint:
+        return odeint(dynamics, y0, t, rtol=rtol, atol=atol, method=method, options=options)
+    solution = odeint_adjoint(
+        dynamics,
+        y0,
+        t,
+        rtol=rtol,
+        atol=atol,
+        method=method,
+        options=options,
+        adjoint_options=adjoint_options,
+        adjoint_params=_gradient_inputs(func, args),
+    )
+    dynamics.direction = BACKWARD
+    return solution

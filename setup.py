@@ -1,0 +1,24 @@
+from setuptools import setup
+
+setup(
+    name="node-transformer",
+    version="0.1.0",
+    description="Neural-ODE Transformer blocks for fairseq, with an adjoint odeint that gives every argument its gradient",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=["odeint_ext", "node_transformer"],
+    python_requires=">=3.8",
+    install_requires=[
+        "torch>=2.1",
+        "torchdiffeq>=0.2.5",
+        # Official fairseq 0.12.2 does not import on Python 3.11+ (dataclass mutable defaults);
+        # fairseq-fixed is the same 0.12 code with those fixes.
+        "fairseq-fixed==0.12.3.1; python_version >= '3.11'",
+        "fairseq==0.12.2; python_version < '3.11'",
+        "sacrebleu>=2",
+        "tensorboardX",
+    ],
+    extras_require={"test": ["pytest"]},
+    classifiers=["License :: OSI Approved :: Apache Software License", "Programming Language :: Python :: 3"],
+)
