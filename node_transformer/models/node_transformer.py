@@ -1,0 +1,117 @@
+"""The ``node_transformer`` model: a fairseq Transformer whose encoder and/or decoder layer stack is
+one Neural-ODE block.
+
+A NODE side is fairseq's own TransformerEncoder/TransformerDecoder (embeddings, positions, final
+layer norm, output projection, beam reordering) whose layer list holds a single ODE block.
+"""
+import copy
+
+from fairseq.models import register_model, register_model_architecture
+from fairseq.models.transformer import TransformerDecoder, TransformerEncoder, TransformerModel
+from fairseq.models.transformer.transformer_legacy import base_architecture
+
+from ..modules import NODEDecoderLayer, NODEEncoderLayer, SeparatedNODEDecoderLayer
+from ..options import add_node_args, fill_node_defaults, validate_node_args
+
+
+def _one_layer_prenorm(args, side):
+    """Args for a NODE side: one 'layer' (the ODE block) and a final layer norm after it."""
+    args = copy.copy(args)
+    setattr(args, f"{side}_layers", 1)
+    setattr(args, f"{side}_layers_to_keep", None)
+    setattr(args, f"{side}_layerdrop", 0.0)
+    setattr(args, f"{side}_normalize_before", True)
+    args.checkpoint_activations = False
+    return args
+
+
+class NODETransformerEncoder(TransformerEncoder):
+    def __init__(self, args, dictionary, embed_tokens, settings):
+        self.node_settings = settings
+        super().__init__(_one_layer_prenorm(args, "encoder"), dictionary, embed_tokens)
+
+    def build_encoder_layer(self, cfg):
+        return NODEEncoderLayer(self.args, self.node_settings)
+
+
+class NODETransformerDecoder(TransformerDecoder):
+    """A NODE decoder keeps no incremental key/value cache: an adaptive solver's steps depend on the
+    whole state, so each generation step recomputes the full prefix. That makes the scores of step k
+    exactly those of a full forward pass over the first k tokens."""
+
+    def __init__(self, args, dictionary, embed_tokens, settings, separated):
+        self.node_settings = settings
+        self.node_separated = separated
+        super().__init__(_one_layer_prenorm(args, "decoder"), dictionary, embed_tokens)
+
+    def build_decoder_layer(self, cfg, no_encoder_attn=False):
+        if self.node_separated:
+            return SeparatedNODEDecoderLayer(self.args, self.node_settings)
+        return NODEDecoderLayer(self.args, self.node_settings)
+
+    def extract_features(self, prev_output_tokens, encoder_out, incremental_state=None,
+                         full_context_alignment=False, alignment_layer=None, alignment_heads=None):
+        return super().extract_features(
+            prev_output_tokens, encoder_out, None, full_context_alignment, alignment_layer, alignment_heads
+        )
+
+
+@register_model("node_transformer")
+class NODETransformerModel(TransformerModel):
+    """Transformer with Neural-ODE encoder (``--node-encoder``) and/or decoder (``--node-decoder``)."""
+
+    @classmethod
+    def add_args(cls, parser):
+        super().add_args(parser)
+        add_node_args(parser)
+
+    @classmethod
+    def build_model(cls, args, task):
+        node_base_architecture(args)
+        validate_node_args(args)  # fail on a bad --node-* value before anything is built
+        return super().build_model(args, task)
+
+    @classmethod
+    def build_encoder(cls, args, src_dict, embed_tokens):
+        if args.node_encoder:
+            return NODETransformerEncoder(args, src_dict, embed_tokens, validate_node_args(args))
+        return TransformerEncoder(args, src_dict, embed_tokens)
+
+    @classmethod
+    def build_decoder(cls, args, tgt_dict, embed_tokens):
+        if args.node_decoder:
+            return NODETransformerDecoder(
+                args, tgt_dict, embed_tokens, validate_node_args(args), args.node_separated_decoder
+            )
+        return TransformerDecoder(args, tgt_dict, embed_tokens, no_encoder_attn=False)
+
+    def node_blocks(self):
+        """{"enc": block, "dec": block} for the sides that are NODE; each block has ``.stats``."""
+        blocks = {}
+        if isinstance(self.encoder, NODETransformerEncoder):
+            blocks["enc"] = self.encoder.layers[0]
+        if isinstance(self.decoder, NODETransformerDecoder):
+            blocks["dec"] = self.decoder.layers[0]
+        return blocks
+
+
+@register_model_architecture("node_transformer", "node_transformer")
+def node_base_architecture(args):
+    """fairseq's Transformer-base defaults plus the --node-* defaults."""
+    fill_node_defaults(args)
+    base_architecture(args)
+
+
+@register_model_architecture("node_transformer", "node_transformer_tiny")
+def node_transformer_tiny(args):
+    """Multi30k size: embed 128, FFN 256, 4 heads (4+4 layers on the classic sides)."""
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 128)
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 256)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 4)
+    args.encoder_layers = getattr(args, "encoder_layers", 4)
+    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", 128)
+    args.decoder_ffn_embed_dim = getattr(args, "decoder_ffn_embed_dim", 256)
+    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", 4)
+    args.decoder_layers = getattr(args, "decoder_layers", 4)
+    args.dropout = getattr(args, "dropout", 0.3)
+    node_base_architecture(args)

@@ -1,0 +1,55 @@
+"""One Neural-ODE block: h(t0) = input (ANODE-augmented), h(t1) from the adaptive solver."""
+import torch
+from odeint_ext import SolveStats, odeint_ext
+from torch import nn
+
+from .ode_function import _linear
+
+
+def masked_rms_norm(keep):
+    """RMS over the real (non-padding) positions only: the solver's error estimate, and so its steps,
+    do not depend on how much padding the batch carries."""
+
+    def norm(x):
+        if keep is None:
+            return x.pow(2).mean().sqrt()
+        count = keep.sum() * x.shape[-1]
+        return ((x * keep).pow(2).sum() / count).sqrt()
+
+    return norm
+
+
+class ODEBlock(nn.Module):
+    """Solves dh/dt = func(t, h, ...) over the settings' times and returns h at the last one.
+
+    ``stats`` accumulates the solver's forward and backward NFE until someone resets it.
+    """
+
+    def __init__(self, func, settings, embed_dim, dropout, activation_dropout):
+        super().__init__()
+        self.func = func
+        self.settings = settings
+        self.embed_dim = embed_dim
+        self.extra_channels = func.width - embed_dim
+        self.dropout = dropout
+        self.activation_dropout = activation_dropout
+        # ANODE: the augmented state is brought back to the embedding width by a learned map.
+        self.project_out = _linear(func.width, embed_dim) if self.extra_channels else None
+        self.stats = SolveStats()
+
+    def upgrade_state_dict_named(self, state_dict, name):
+        """Called by fairseq's encoder on each of its layers when loading; nothing to upgrade."""
+
+    def forward(self, x, keep, *context):
+        """x: T x B x embed_dim; keep: T x B x 1 (1 real, 0 padding) or None; context: the function's
+        attention masks and memory (see ODEFunction.forward)."""
+        h0 = x
+        if self.extra_channels:
+            h0 = torch.cat([x, x.new_zeros(*x.shape[:-1], self.extra_channels)], dim=-1)
+        time_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+        ts = torch.tensor(self.settings.ts, dtype=time_dtype, device=x.device)
+        masks = self.func.sample_dropout_masks(h0, self.dropout, self.activation_dropout)
+        kwargs = self.settings.solver_kwargs()
+        kwargs["options"] = dict(kwargs["options"], norm=masked_rms_norm(keep))
+        h = odeint_ext(self.func, h0, ts, (keep, *context, *masks), stats=self.stats, **kwargs)[-1]
+        return h if self.project_out is None else self.project_out(h)

@@ -1,0 +1,88 @@
+"""f(t, h): a Transformer layer's sub-layers chained WITHOUT residual additions (the ODE is the residual)."""
+import torch
+from fairseq import utils
+from fairseq.modules import LayerNorm, MultiheadAttention
+from torch import nn
+
+
+def _linear(in_features, out_features):
+    layer = nn.Linear(in_features, out_features)
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.constant_(layer.bias, 0.0)
+    return layer
+
+
+def _drop(x, mask):
+    return x if mask is None else x * mask
+
+
+class ODEFunction(nn.Module):
+    """dh/dt = FFN(LN(CrossAttn(LN(SelfAttn(LN(h)))))) with the sub-layers this block has.
+
+    The state h (T x B x width) is the embedding, ANODE-augmented by zero channels. With
+    ``time_dependent`` the sub-layers see ``heads`` more channels holding t (one per head, so the
+    attention width stays divisible by the heads); the feed-forward output is ``width`` wide again.
+
+    f is deterministic within a solve: dropout uses masks drawn once per solve
+    (:meth:`sample_dropout_masks`) and passed in as arguments, the same in the forward and the adjoint
+    solve; attention-probability dropout is not used inside f.
+    """
+
+    def __init__(self, width, heads, ffn_dim, *, self_attention, cross_attention, encoder_dim=None,
+                 time_dependent=False, activation_fn="relu"):
+        super().__init__()
+        self.width = width
+        self.heads = heads
+        self.time_dependent = time_dependent
+        self.inner_width = width + (heads if time_dependent else 0)
+        self.activation_fn = utils.get_activation_fn(activation_fn)
+        if self_attention:
+            self.self_attn_layer_norm = LayerNorm(self.inner_width)
+            self.self_attn = MultiheadAttention(self.inner_width, heads, self_attention=True)
+        else:
+            self.self_attn = None
+        if cross_attention:
+            self.encoder_attn_layer_norm = LayerNorm(self.inner_width)
+            self.encoder_attn = MultiheadAttention(
+                self.inner_width, heads, kdim=encoder_dim, vdim=encoder_dim, encoder_decoder_attention=True
+            )
+        else:
+            self.encoder_attn = None
+        self.final_layer_norm = LayerNorm(self.inner_width)
+        self.fc1 = _linear(self.inner_width, ffn_dim)
+        self.fc2 = _linear(ffn_dim, width)
+
+    def sample_dropout_masks(self, h, dropout, activation_dropout):
+        """Inverted-dropout masks for one solve: (self-attn out, cross-attn out, FFN hidden, FFN out)."""
+
+        def mask(channels, p):
+            if not self.training or p <= 0:
+                return None
+            shape = (*h.shape[:-1], channels)
+            return torch.empty(shape, dtype=h.dtype, device=h.device).bernoulli_(1 - p) / (1 - p)
+
+        return (
+            mask(self.inner_width, dropout) if self.self_attn is not None else None,
+            mask(self.inner_width, dropout) if self.encoder_attn is not None else None,
+            mask(self.fc1.out_features, activation_dropout),
+            mask(self.width, dropout),
+        )
+
+    def forward(self, t, h, keep, self_attn_mask, self_attn_padding_mask, memory, memory_padding_mask,
+                drop_self, drop_cross, drop_hidden, drop_out):
+        x = h
+        if self.time_dependent:
+            x = torch.cat([x, t.to(x).expand(*x.shape[:-1], self.heads)], dim=-1)
+        if self.self_attn is not None:
+            q = self.self_attn_layer_norm(x)
+            x, _ = self.self_attn(q, q, q, key_padding_mask=self_attn_padding_mask, attn_mask=self_attn_mask,
+                                  need_weights=False)
+            x = _drop(x, drop_self)
+        if self.encoder_attn is not None:
+            x, _ = self.encoder_attn(self.encoder_attn_layer_norm(x), memory, memory,
+                                     key_padding_mask=memory_padding_mask, need_weights=False)
+            x = _drop(x, drop_cross)
+        x = _drop(self.activation_fn(self.fc1(self.final_layer_norm(x))), drop_hidden)
+        x = _drop(self.fc2(x), drop_out)
+        # Padding positions do not move, so they never change the real positions' result.
+        return x if keep is None else x * keep

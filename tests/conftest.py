@@ -1,0 +1,16 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers import preprocess, write_reverse_corpus  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def reverse_data(tmp_path_factory):
+    """A binarised tiny reverse-the-sequence corpus (train 400, valid 40, test 20)."""
+    root = tmp_path_factory.mktemp("reverse")
+    text = write_reverse_corpus(root / "text", {"train": 400, "valid": 40, "test": 20})
+    return preprocess(text, root / "bin")

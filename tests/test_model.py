@@ -1,0 +1,168 @@
+"""node_transformer model: options, shapes, padding invariance, adjoint == backprop gradients, exact generation."""
+import pytest
+import torch
+
+from helpers import TINY_DIMS, batch, build, nll
+from node_transformer.modules import ODEBlock
+
+VARIANTS = {
+    "decoder": ["--node-decoder", "--encoder-layers", "1"],
+    "encoder": ["--node-encoder", "--decoder-layers", "1"],
+    "both_augmented": ["--node-encoder", "--node-decoder", "--node-augment-dims", "1"],
+    "decoder_time_dependent": ["--node-decoder", "--encoder-layers", "1", "--node-time-dependent"],
+    "separated_augmented": ["--node-decoder", "--node-separated-decoder", "--node-augment-dims", "1",
+                            "--encoder-layers", "1"],
+}
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--node-encoder", "--node-augment-dims=-1"], "--node-augment-dims"),
+        (["--node-encoder", "--node-ts", "0"], "--node-ts"),
+        (["--node-encoder", "--node-ts", "1,0"], "--node-ts"),
+        (["--node-encoder", "--node-ts", "0,zero"], "--node-ts"),
+        (["--node-encoder", "--node-rtol", "0"], "--node-rtol"),
+        (["--node-encoder", "--node-atol=-1e-3"], "--node-atol"),
+        (["--node-encoder", "--node-method", "dopri4"], "--node-method"),
+        (["--node-encoder", "--node-method", "rk4"], "--node-step-size"),
+        (["--node-encoder", "--node-method", "rk4", "--node-step-size", "0"], "--node-step-size"),
+        (["--node-encoder", "--node-method", "rk4", "--node-step-size", "2"], "--node-step-size"),
+        (["--node-encoder", "--node-max-num-steps", "0"], "--node-max-num-steps"),
+        (["--node-separated-decoder"], "--node-separated-decoder"),
+        (["--node-decoder", "--node-gradient", "sideways"], "--node-gradient"),
+    ],
+)
+def test_bad_option_fails_at_build_naming_the_flag(reverse_data, flags, message):
+    with pytest.raises(ValueError, match=message):
+        build(reverse_data, *TINY_DIMS, *flags)
+
+
+def test_node_ts_accepts_list_syntax(reverse_data):
+    _, model, _ = build(reverse_data, *TINY_DIMS, "--node-encoder", "--node-ts", "[0.0, 0.5, 1.0]")
+    assert model.node_blocks()["enc"].settings.ts == (0.0, 0.5, 1.0)
+
+
+def test_shapes_and_widths(reverse_data):
+    task, model, _ = build(reverse_data, *TINY_DIMS, "--node-encoder", "--node-decoder", "--node-augment-dims", "2",
+                           "--node-time-dependent")
+    sample = batch(task)
+    blocks = model.node_blocks()
+    for block in blocks.values():
+        assert isinstance(block, ODEBlock)
+        assert block.func.width == 16 + 2 * 2  # embed + augment dims x heads
+        assert block.func.inner_width == block.func.width + 2  # one time channel per head
+        assert block.project_out.in_features == 20 and block.project_out.out_features == 16
+    encoder_out = model.encoder(sample["net_input"]["src_tokens"], sample["net_input"]["src_lengths"])
+    src_len = sample["net_input"]["src_tokens"].shape[1]
+    assert encoder_out["encoder_out"][0].shape == (src_len, 6, 16)
+    logits, _ = model(**sample["net_input"])
+    assert logits.shape == (*sample["target"].shape, len(task.target_dictionary))
+
+
+def test_classic_sides_are_fairseq_layers(reverse_data):
+    from fairseq.models.transformer import TransformerDecoder, TransformerEncoder
+
+    _, model, _ = build(reverse_data, *TINY_DIMS, "--encoder-layers", "2", "--decoder-layers", "3")
+    assert type(model.encoder) is TransformerEncoder and len(model.encoder.layers) == 2
+    assert type(model.decoder) is TransformerDecoder and len(model.decoder.layers) == 3
+    assert model.node_blocks() == {}
+
+
+def test_time_dependent_function_sees_t(reverse_data):
+    for flags, differs in ((["--node-time-dependent"], True), ([], False)):
+        _, model, _ = build(reverse_data, *TINY_DIMS, "--node-encoder", *flags)
+        func = model.node_blocks()["enc"].func.eval()
+        h = torch.randn(5, 2, 16)
+        outputs = [func(torch.tensor(t), h, None, None, None, None, None, None, None, None, None) for t in (0.0, 0.7)]
+        assert (not torch.allclose(*outputs)) == differs
+
+
+def _encode(model, tokens, lengths):
+    return model.encoder(tokens, lengths)["encoder_out"][0]
+
+
+def test_padding_never_changes_real_positions(reverse_data):
+    task, model, _ = build(reverse_data, *TINY_DIMS, "--node-encoder", "--node-decoder")
+    model = model.double().eval()
+    pad = task.source_dictionary.pad()
+    sentence = batch(task, size=1)["net_input"]["src_tokens"]  # 1 x S, no padding
+    length = torch.tensor([sentence.shape[1]])
+    padded = torch.cat([torch.full((1, 4), pad), sentence], dim=1)  # fairseq pads sources on the left
+    alone, with_padding = _encode(model, sentence, length), _encode(model, padded, length)
+    torch.testing.assert_close(with_padding[4:], alone, rtol=1e-9, atol=1e-9)
+
+    # Decoder: a target followed by padding gives the same logits at its real positions.
+    prev = batch(task, size=1)["net_input"]["prev_output_tokens"]
+    encoder_out = model.encoder(sentence, length)
+    tgt_pad = task.target_dictionary.pad()
+    prev_padded = torch.cat([prev, torch.full((1, 3), tgt_pad)], dim=1)
+    logits, _ = model.decoder(prev, encoder_out=encoder_out)
+    logits_padded, _ = model.decoder(prev_padded, encoder_out=encoder_out)
+    torch.testing.assert_close(logits_padded[:, : prev.shape[1]], logits, rtol=1e-9, atol=1e-9)
+
+
+def _gradients(task, model, sample, seed):
+    model.zero_grad()
+    torch.manual_seed(seed)  # the same dropout masks in both runs
+    nll(model, sample).backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("variant", VARIANTS.values(), ids=VARIANTS.keys())
+def test_adjoint_gradients_equal_backprop(reverse_data, variant):
+    """Every parameter, encoder included, gets the same gradient from the adjoint as from backprop,
+    with dropout on (masks fixed for a solve). GELU keeps f smooth: with ReLU's kinks the two agree
+    only to about 1e-4, however tight the tolerance."""
+    flags = [*TINY_DIMS, *variant, "--activation-fn", "gelu", "--node-rtol", "1e-10", "--node-atol", "1e-10", "--dropout", "0.2",
+             "--activation-dropout", "0.1"]
+    task, adjoint_model, _ = build(reverse_data, *flags, "--node-gradient", "adjoint")
+    _, backprop_model, _ = build(reverse_data, *flags, "--node-gradient", "backprop")
+    backprop_model.load_state_dict(adjoint_model.state_dict())
+    adjoint_model.double().train()
+    backprop_model.double().train()
+    sample = batch(task)
+    adjoint = _gradients(task, adjoint_model, sample, seed=1)
+    backprop = _gradients(task, backprop_model, sample, seed=1)
+    assert adjoint.keys() == backprop.keys()
+    total = torch.cat([g.flatten() for g in backprop.values()]).norm()
+    for name, reference in backprop.items():
+        error = (adjoint[name] - reference).norm()
+        # Some gradients are zero in exact arithmetic (a key projection's bias): judge those absolutely.
+        assert error <= 1e-6 * max(reference.norm(), 1e-6 * total), f"{name}: {error:.3e} vs {reference.norm():.3e}"
+    encoder_grads = [g for name, g in adjoint.items() if name.startswith("encoder.")]
+    assert encoder_grads and all(g.abs().max() > 0 for g in encoder_grads if g.numel() > 1 and "k_proj.bias" not in name)
+    assert torch.cat([g.flatten() for g in encoder_grads]).norm() > 1e-3 * total
+    node_stats = [b.stats for b in adjoint_model.node_blocks().values()]
+    assert node_stats and all(s.nfe_backward > 0 for s in node_stats)
+
+
+def test_greedy_generation_equals_argmax_of_full_forward(reverse_data):
+    from fairseq.sequence_generator import SequenceGenerator
+
+    task, model, _ = build(reverse_data, *TINY_DIMS, "--node-encoder", "--node-decoder", "--node-augment-dims", "1")
+    model.eval()
+    tgt_dict = task.target_dictionary
+    generator = SequenceGenerator([model], tgt_dict, beam_size=1, max_len_a=0, max_len_b=12)
+    checked = 0
+    for index in range(4):
+        sample = batch(task, split="test", size=index + 1)
+        sample = {"net_input": {k: v[index:index + 1] for k, v in sample["net_input"].items()}}
+        hypo = generator.generate([model], sample)[0][0]["tokens"]
+        encoder_out = model.encoder(sample["net_input"]["src_tokens"], sample["net_input"]["src_lengths"])
+        prefix = torch.tensor([[tgt_dict.eos()]])
+        for token in hypo.tolist():
+            with torch.no_grad():
+                lprobs = model.get_normalized_probs(model.decoder(prefix, encoder_out=encoder_out), log_probs=True)
+            lprobs = lprobs[0, -1].clone()
+            lprobs[tgt_dict.pad()] = -float("inf")  # the generator never emits padding
+            if prefix.shape[1] < 12:
+                assert lprobs.argmax().item() == token
+                checked += 1
+            prefix = torch.cat([prefix, torch.tensor([[token]])], dim=1)
+    assert checked >= 8
