@@ -10,6 +10,8 @@ from typing import Optional, Tuple
 from odeint_ext import ADAPTIVE_METHODS, FIXED_GRID_METHODS, METHODS
 
 GRADIENT_MODES = ("adjoint", "backprop")
+# scipy_solver runs outside torch (no adjoint parameters, no step callbacks): not for ODE blocks.
+SUPPORTED_METHODS = tuple(m for m in METHODS if m != "scipy_solver")
 
 DEFAULTS = dict(
     node_encoder=False,
@@ -44,7 +46,7 @@ def add_node_args(parser):
                        help="integration times, increasing; the block returns the state at the last one "
                             "(default 0,1; '[0.0, 1.0]' is accepted too)")
     group.add_argument("--node-method", type=str, metavar="METHOD",
-                       help="torchdiffeq solver: " + ", ".join(METHODS) + " (default dopri5)")
+                       help="torchdiffeq solver: " + ", ".join(SUPPORTED_METHODS) + " (default dopri5)")
     group.add_argument("--node-step-size", type=float, metavar="H",
                        help="step size of fixed-grid methods (" + ", ".join(FIXED_GRID_METHODS) + "); required by them")
     group.add_argument("--node-max-num-steps", type=int, metavar="N",
@@ -136,10 +138,9 @@ def validate_node_args(args) -> NodeSettings:
         raise ValueError(f"--node-ts needs at least two times (start and end), got {args.node_ts!r}")
     if any(b <= a for a, b in zip(ts, ts[1:])):
         raise ValueError(f"--node-ts must be strictly increasing, got {args.node_ts!r}")
-    if args.node_method not in METHODS or args.node_method == "scipy_solver":
+    if args.node_method not in SUPPORTED_METHODS:
         raise ValueError(
-            f"--node-method {args.node_method!r} is not supported; choose one of "
-            + ", ".join(m for m in METHODS if m != "scipy_solver")
+            f"--node-method {args.node_method!r} is not supported; choose one of " + ", ".join(SUPPORTED_METHODS)
         )
     if args.node_method in FIXED_GRID_METHODS:
         if args.node_step_size is None:
