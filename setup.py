@@ -18,6 +18,7 @@ setup(
         "fairseq==0.12.2; python_version < '3.11'",
         "sacrebleu>=2",
         "tensorboardX",
+        "tensorboard",  # reads the event files back (tests, plots)
     ],
     extras_require={"test": ["pytest"]},
     classifiers=["License :: OSI Approved :: Apache Software License", "Programming Language :: Python :: 3"],

@@ -5,6 +5,7 @@ A NODE side is fairseq's own TransformerEncoder/TransformerDecoder (embeddings, 
 layer norm, output projection, beam reordering) whose layer list holds a single ODE block.
 """
 import copy
+import logging
 
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.transformer import TransformerDecoder, TransformerEncoder, TransformerModel
@@ -12,6 +13,8 @@ from fairseq.models.transformer.transformer_legacy import base_architecture
 
 from ..modules import NODEDecoderLayer, NODEEncoderLayer, SeparatedNODEDecoderLayer
 from ..options import add_node_args, fill_node_defaults, validate_node_args
+
+logger = logging.getLogger(__name__)
 
 
 def _one_layer_prenorm(args, side):
@@ -69,6 +72,14 @@ class NODETransformerModel(TransformerModel):
     def build_model(cls, args, task):
         node_base_architecture(args)
         validate_node_args(args)  # fail on a bad --node-* value before anything is built
+        from ..tasks.node_translation import NODETranslationTask
+
+        if (args.node_encoder or args.node_decoder) and not isinstance(task, NODETranslationTask):
+            logger.warning(
+                "NODE blocks without --task node_translation: no NFE metrics (nfe_enc_fwd, ...) in the logs, "
+                "no NFE report from fairseq-generate, and a solve that exceeds --node-max-num-steps stops "
+                "training instead of skipping its batch. Add --task node_translation."
+            )
         return super().build_model(args, task)
 
     @classmethod

@@ -1,0 +1,156 @@
+"""``node_translation``: fairseq's translation task whose train/valid/inference steps own the NODE
+policies: NFE accounting, and what happens when a solve exceeds its step budget."""
+import atexit
+import logging
+from dataclasses import dataclass, field
+
+from fairseq.dataclass import ChoiceEnum
+from fairseq.logging import metrics
+from fairseq.tasks import register_task
+from fairseq.tasks.translation import TranslationConfig, TranslationTask
+from odeint_ext import ODESolveError
+
+from .. import nfe
+
+logger = logging.getLogger(__name__)
+
+
+class NODETrainingStopped(Exception):
+    """Raised to stop training on budget failures. Not a RuntimeError on purpose: fairseq's trainer
+    saves ``crash.pt`` in --save-dir for any other exception before it re-raises."""
+
+
+@dataclass
+class NODETranslationConfig(TranslationConfig):
+    node_budget_action: ChoiceEnum(["skip", "raise"]) = field(
+        default="skip",
+        metadata={"help": "when a training batch's forward or adjoint solve exceeds --node-max-num-steps: "
+                          "'skip' the batch like fairseq skips an out-of-memory batch (gradients zeroed, "
+                          "counted in node_budget_skips) or 'raise' to stop training (saving crash.pt)"},
+    )
+    node_max_consecutive_skips: int = field(
+        default=10,
+        metadata={"help": "stop training (saving crash.pt) after this many consecutive skipped batches: "
+                          "dynamics that blew up should not burn hours silently"},
+    )
+
+
+@register_task("node_translation", dataclass=NODETranslationConfig)
+class NODETranslationTask(TranslationTask):
+    """Translation with Neural-ODE models: logs ``nfe_{enc,dec}_{fwd,bwd}`` and ``node_budget_skips``."""
+
+    def __init__(self, cfg, src_dict, tgt_dict):
+        super().__init__(cfg, src_dict, tgt_dict)
+        if cfg.node_max_consecutive_skips < 1:
+            raise ValueError(
+                f"--node-max-consecutive-skips must be >= 1, got {cfg.node_max_consecutive_skips}"
+            )
+        self.consecutive_skips = 0
+        self.total_skips = 0
+        self.update_has_gradients = True
+        self.generation_nfe = {"sentences": 0, "enc": 0, "dec": 0, "steps": 0}
+
+    # -- training -------------------------------------------------------------------------------
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        nfe.reset(model)
+        try:
+            loss, sample_size, logging_output = super().train_step(
+                sample, model, criterion, optimizer, update_num, ignore_grad
+            )
+        except ODESolveError as error:
+            return self._skip_batch(error, model, optimizer, update_num)
+        logging_output.update(nfe.collect(model, backward=True))
+        self.update_has_gradients = True
+        return loss, sample_size, logging_output
+
+    def _skip_batch(self, error, model, optimizer, update_num):
+        self.total_skips += 1
+        self.consecutive_skips += 1
+        where = f"update {update_num + 1}: {error}"
+        if self.cfg.node_budget_action == "raise":
+            raise NODETrainingStopped(f"{where} (--node-budget-action raise)") from error
+        if self.consecutive_skips >= self.cfg.node_max_consecutive_skips:
+            raise NODETrainingStopped(
+                f"{self.consecutive_skips} consecutive batches exceeded the solver budget, last at {where}; "
+                f"the dynamics have likely blown up (raise --node-max-num-steps or the tolerances, "
+                f"or lower the learning rate). Stopping (--node-max-consecutive-skips "
+                f"{self.cfg.node_max_consecutive_skips})."
+            ) from error
+        logger.warning(f"skipping batch at {where}")
+        optimizer.zero_grad()
+        self.update_has_gradients = False
+        return 0.0, 0, {"node_budget_skips": 1}
+
+    def optimizer_step(self, optimizer, model, update_num):
+        if not self.update_has_gradients:
+            return  # every batch since the gradients were zeroed was skipped: change nothing
+        self.consecutive_skips = 0
+        super().optimizer_step(optimizer, model, update_num)
+
+    # -- validation and generation ---------------------------------------------------------------
+
+    def valid_step(self, sample, model, criterion):
+        nfe.reset(model)
+        try:
+            loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
+        except ODESolveError as error:
+            logger.warning(f"validation batch not scored: {error}")
+            return 0.0, 0, {"node_budget_skips": 1}
+        logging_output.update(nfe.collect(model, backward=False))
+        return loss, sample_size, logging_output
+
+    def reduce_metrics(self, logging_outputs, criterion):
+        skips = sum(log.get("node_budget_skips", 0) for log in logging_outputs)
+        if skips:
+            metrics.log_scalar_sum("node_budget_skips", skips, round=0)
+        scored = [log for log in logging_outputs if "node_budget_skips" not in log]
+        if scored:
+            super().reduce_metrics(scored, criterion)
+            nfe.log_metrics(scored)
+
+    def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
+        for model in models:
+            nfe.reset(model)
+        try:
+            hypos = super().inference_step(generator, models, sample, prefix_tokens, constraints)
+        except ODESolveError as error:
+            raise RuntimeError(
+                f"generation stopped: {error}. Allow more steps with "
+                "--model-overrides \"{'node_max_num_steps': N}\" or loosen the tolerances."
+            ) from error
+        self._count_generation_nfe(models, sample)
+        return hypos
+
+    def _count_generation_nfe(self, models, sample):
+        if not self.generation_nfe["sentences"]:
+            atexit.register(self._report_generation_nfe)
+        sentences = sample["net_input"]["src_tokens"].shape[0]
+        self.generation_nfe["sentences"] += sentences
+        for model in models:
+            for side, block in nfe.node_blocks(model).items():
+                # Every sentence of the batch went through each of the batch's solves.
+                self.generation_nfe[side] += sentences * block.stats.nfe_forward
+                if side == "dec":
+                    self.generation_nfe["steps"] += sentences * block.stats.solves
+
+    def _report_generation_nfe(self):
+        counts = self.generation_nfe
+        n = counts["sentences"]
+        parts = [f"{nfe.SIDES[side]} {counts[side] / n:.1f}" for side in ("enc", "dec") if counts[side]]
+        if parts:
+            steps = f" over {counts['steps'] / n:.1f} decoder solves (one per generated token)" if counts["dec"] else ""
+            print(f"NODE NFE per sentence ({n} sentences): " + ", ".join(parts) + steps, flush=True)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def state_dict(self):
+        return {**super().state_dict(), "node_budget": {"total_skips": self.total_skips,
+                                                         "consecutive_skips": self.consecutive_skips}}
+
+    def load_state_dict(self, state_dict):
+        state_dict = dict(state_dict)
+        budget = state_dict.pop("node_budget", {})
+        self.total_skips = budget.get("total_skips", 0)
+        self.consecutive_skips = budget.get("consecutive_skips", 0)
+        super().load_state_dict(state_dict)
