@@ -70,6 +70,10 @@ class SeparatedNODEDecoderLayer(nn.Module):
     def stats(self):
         return self.ode.stats
 
+    @property
+    def settings(self):
+        return self.ode.settings
+
     def forward(self, x, encoder_out=None, encoder_padding_mask=None, incremental_state=None,
                 self_attn_mask=None, self_attn_padding_mask=None, **unused):
         assert incremental_state is None, "a NODE decoder recomputes the whole prefix; it keeps no cache"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+usage="Usage: scripts/train.sh configs/NAME.args [FAIRSEQ_FLAGS...]
+
+Trains one experiment with fairseq-train. The config holds fairseq flags (one or more per line, # comments);
+FAIRSEQ_FLAGS are appended and override it. Writes runs/NAME/{checkpoints,tb,train.log}; re-running on an
+existing run directory resumes from its checkpoint_last.pt. Uses every GPU when CUDA is available, else --cpu.
+Environment: DATA (default data/multi30k_en_de/bin), RUNS (default runs), PYTHON (default .venv/bin/python)."
+set -euo pipefail
+case "${1:-}" in -h|--help) echo "$usage"; exit 0 ;; "") echo "$usage" >&2; exit 2 ;; esac
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+config=$1; shift
+[ -f "$config" ] || { echo "train.sh: no config file '$config'" >&2; exit 2; }
+data=${DATA:-$repo/data/multi30k_en_de/bin}
+[ -f "$data/dict.en.txt" ] || { echo "train.sh: no binarised data in '$data' (run scripts/prepare_multi30k.sh)" >&2; exit 2; }
+name=$(basename "$config" .args)
+run=${RUNS:-$repo/runs}/$name
+mkdir -p "$run/checkpoints"
+
+config_flags=()
+while read -r line; do
+  line=${line%%#*}
+  [ -n "${line// }" ] && read -ra words <<< "$line" && config_flags+=("${words[@]}")
+done < "$config"
+
+cd "$repo"
+# shellcheck disable=SC2046
+"$bin/fairseq-train" "$data" --user-dir "$repo/node_transformer" "${config_flags[@]}" \
+  --save-dir "$run/checkpoints" --tensorboard-logdir "$run/tb" $(device_flags) "$@" 2>&1 | tee -a "$run/train.log"
+exit "${PIPESTATUS[0]}"
