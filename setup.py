@@ -19,7 +19,10 @@ setup(
         "sacrebleu>=2",
         "tensorboardX",
         "tensorboard",  # reads the event files back (tests, plots)
+        "sacremoses",  # Moses normalisation, tokenisation and detokenisation for Multi30k
+        "subword-nmt",  # joint BPE for Multi30k
+        "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "nbclient", "nbformat", "ipykernel"]},
     classifiers=["License :: OSI Approved :: Apache Software License", "Programming Language :: Python :: 3"],
 )

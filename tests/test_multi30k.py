@@ -1,0 +1,160 @@
+"""Multi30k preparation, experiment configs, and the train/generate/score scripts on a small subset."""
+import gzip
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO
+
+SHARED = REPO.parent / "shared" / "data" / "multi30k"
+SUBSET = {"train": 300, "val": 40, "test_2016_flickr": 30, "test_2017_flickr": 30, "test_2017_mscoco": 30}
+ENV = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+CONFIGS = sorted((REPO / "configs").glob("*.args"))
+
+
+def script(name, *args, env=None, check=True, timeout=900):
+    proc = subprocess.run(["bash", str(REPO / "scripts" / name), *map(str, args)], capture_output=True, text=True,
+                          env={**ENV, **(env or {})}, cwd=REPO, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def make_subset(directory, sums=True, drop_line=None):
+    """The first lines of each shared Multi30k file, gzipped, with a matching SHA256SUMS."""
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} not present")
+    directory.mkdir(parents=True)
+    lines = []
+    for stem, n in SUBSET.items():
+        for lang in ("en", "de"):
+            name = f"{stem}.{lang}.gz"
+            with gzip.open(SHARED / name, "rt", encoding="utf-8") as f:
+                text = [next(f) for _ in range(n)]
+            if drop_line == name:
+                text = text[:-1]
+            with gzip.open(directory / name, "wt", encoding="utf-8") as f:
+                f.writelines(text)
+            lines.append(f"{hashlib.sha256((directory / name).read_bytes()).hexdigest()}  {name}")
+    if sums:
+        (directory / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("multi30k")
+    source = make_subset(root / "raw")
+    script("prepare_multi30k.sh", "--src-dir", source, "--out", root / "data", "--bpe-merges", "300")
+    return root / "data"
+
+
+def test_prepare_writes_fairseq_data(prepared):
+    bin_dir = prepared / "bin"
+    for split in ("train", "valid", "test", "test1", "test2"):
+        for lang in ("en", "de"):
+            assert (bin_dir / f"{split}.en-de.{lang}.bin").stat().st_size > 0
+    assert (bin_dir / "dict.en.txt").read_text() == (bin_dir / "dict.de.txt").read_text()  # joined
+    assert len((prepared / "raw" / "test2.de").read_text().splitlines()) == 30
+    tokenized = (prepared / "tok" / "train.en").read_text().splitlines()[0]
+    assert tokenized == tokenized.lower() and " ." in tokenized  # lowercased, punctuation split off
+    assert "@@" in (prepared / "bpe" / "train.de").read_text()
+
+
+def test_prepare_is_idempotent(prepared):
+    before = (prepared / "bin" / "train.en-de.en.bin").stat().st_mtime_ns
+    proc = script("prepare_multi30k.sh", "--src-dir", prepared.parent / "raw", "--out", prepared,
+                  "--bpe-merges", "300")
+    assert "already prepared" in proc.stdout
+    assert (prepared / "bin" / "train.en-de.en.bin").stat().st_mtime_ns == before
+
+
+def test_mismatched_line_counts_fail_cleanly(tmp_path):
+    source = make_subset(tmp_path / "raw", sums=False, drop_line="train.de.gz")
+    proc = script("prepare_multi30k.sh", "--src-dir", source, "--out", tmp_path / "data", check=False)
+    assert proc.returncode != 0
+    assert "train: 300 English lines but 299 German lines" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]  # nothing half-written left behind
+
+
+def test_checksum_mismatch_and_missing_file_fail(tmp_path):
+    source = make_subset(tmp_path / "raw")
+    with gzip.open(source / "val.en.gz", "wt") as f:
+        f.write("tampered\n" * 40)
+    proc = script("prepare_multi30k.sh", "--src-dir", source, "--out", tmp_path / "data", check=False)
+    assert proc.returncode != 0 and "val.en.gz: checksum mismatch" in proc.stderr
+    (source / "test_2017_mscoco.de.gz").unlink()
+    proc = script("prepare_multi30k.sh", "--src-dir", source, "--out", tmp_path / "data", check=False)
+    assert proc.returncode != 0 and "missing test_2017_mscoco.de.gz" in proc.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_scripts_explain_bad_arguments(tmp_path):
+    for name, args, message in [
+        ("train.sh", [], "Usage: scripts/train.sh"),
+        ("train.sh", [tmp_path / "nope.args"], "no config file"),
+        ("generate.sh", [tmp_path / "no-run"], "no run directory"),
+        ("prepare_multi30k.sh", ["--bpe-merges", "0"], "--bpe-merges must be positive"),
+        ("prepare_multi30k.sh", ["--src-dir", tmp_path / "none"], "is not a directory"),
+        ("install.sh", ["--bogus"], "unknown argument"),
+        ("demo.sh", ["extra"], "Usage:"),
+    ]:
+        proc = script(name, *args, check=False)
+        assert proc.returncode != 0 and message in proc.stderr, (name, proc.stderr)
+    for name in ("train.sh", "generate.sh", "prepare_multi30k.sh", "demo.sh", "install.sh", "test.sh"):
+        proc = script(name, "--help")
+        assert "Usage" in proc.stdout or "usage" in proc.stdout, name
+
+
+def config_flags(path):
+    flags = []
+    for line in path.read_text().splitlines():
+        flags += line.split("#", 1)[0].split()
+    return flags
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_config_builds_its_model(prepared, config):
+    from fairseq import options, tasks
+
+    from node_transformer.tasks.node_translation import NODETranslationTask
+
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(
+        parser, [str(prepared / "bin"), "--user-dir", str(REPO / "node_transformer"), *config_flags(config), "--cpu"]
+    )
+    task = tasks.setup_task(args)
+    assert isinstance(task, NODETranslationTask)
+    model = task.build_model(args)
+    name = config.stem
+    blocks = model.node_blocks()
+    assert ("enc" in blocks) == (name.startswith("node_full"))
+    assert ("dec" in blocks) == (name.startswith("node") or name == "demo")
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_train_generate_and_score_the_demo(prepared, tmp_path):
+    env = {"DATA": str(prepared / "bin"), "RUNS": str(tmp_path)}
+    proc = script("train.sh", REPO / "configs" / "demo.args", "--max-update", "3", "--log-interval", "1", env=env)
+    assert "nfe_dec_fwd" in proc.stdout and "nfe_dec_bwd" in proc.stdout
+    run = tmp_path / "demo"
+    assert (run / "checkpoints" / "checkpoint_best.pt").exists() and (run / "tb" / "train_inner").is_dir()
+    assert "nfe_dec_fwd" in (run / "train.log").read_text()
+
+    resumed = script("train.sh", REPO / "configs" / "demo.args", "--max-update", "4", env=env)
+    assert "Loaded checkpoint" in resumed.stdout and "num_updates 4" in resumed.stdout
+
+    proc = script("generate.sh", run, "--max-len-b", "8", env=env)
+    results = json.loads((run / "results.json").read_text())
+    assert set(results) == {"test2016_flickr", "test2017_flickr", "test2017_mscoco"}
+    for result in results.values():
+        assert result["sentences"] == 30
+        assert 0 <= result["tokenized_bleu"] <= 100 and 0 <= result["sacrebleu"] <= 100
+        assert "case:lc" in result["sacrebleu_signature"]
+        assert result["nfe_per_sentence"]["decoder"] > 0
+    assert "test2016_flickr" in proc.stdout and "sacreBLEU signature" in proc.stdout
