@@ -34,7 +34,7 @@ def score(run, raw_dir, subsets):
         raw_refs = (raw_dir / f"{subset}.de").read_text(encoding="utf-8").splitlines()
         if len(order) != len(raw_refs):
             raise SystemExit(f"score.py: {subset}: {len(order)} translations for {len(raw_refs)} references")
-        tokenized = sacrebleu.corpus_bleu(hyps, [refs], tokenize="none", lowercase=True)
+        tokenized = sacrebleu.corpus_bleu(hyps, [refs], tokenize="none", lowercase=True, force=True)
         metric = sacrebleu.BLEU(lowercase=True)
         detokenized = metric.corpus_score([detok.detokenize(h.split()) for h in hyps], [raw_refs])
         results[NAMES.get(subset, subset)] = {

@@ -1,0 +1,86 @@
+"""Plots from TensorBoard logs (node_transformer.plot) and the study notebook, on real tiny runs."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO
+from test_trainer import train
+
+NODE_RUN, CLASSIC_RUN = "node_full_tol1e-2", "transformer_1layer"
+
+
+@pytest.fixture(scope="module")
+def runs(reverse_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    train(reverse_data, root / NODE_RUN / "checkpoints", "--node-encoder", "--node-decoder",
+          "--tensorboard-logdir", root / NODE_RUN / "tb", updates=4)
+    train(reverse_data, root / CLASSIC_RUN / "checkpoints", "--encoder-layers", "1", "--decoder-layers", "1",
+          "--tensorboard-logdir", root / CLASSIC_RUN / "tb", updates=4)
+    return root
+
+
+def plot(*args):
+    return subprocess.run([sys.executable, "-m", "node_transformer.plot", *map(str, args)], capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
+
+
+def assert_image(path):
+    import matplotlib.image
+
+    assert path.stat().st_size > 1000, path
+    if path.suffix == ".png":
+        pixels = matplotlib.image.imread(path)
+        assert pixels.shape[0] > 100 and pixels.shape[1] > 100 and pixels.std() > 0
+    else:
+        assert path.read_text().lstrip().startswith("<?xml")
+
+
+def test_cli_compares_two_runs(runs, tmp_path):
+    proc = plot(runs / NODE_RUN, runs / CLASSIC_RUN, "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("loss", "best_valid_loss_vs_updates", "best_valid_loss_vs_hours", "nfe"):
+        for suffix in ("png", "svg"):
+            assert_image(tmp_path / f"{name}.{suffix}")
+    svg = (tmp_path / "best_valid_loss_vs_updates.svg").read_text()
+    assert NODE_RUN in svg and CLASSIC_RUN in svg  # both runs, labelled by experiment name
+    assert "decoder, backward (adjoint)" in (tmp_path / "nfe.svg").read_text()
+
+
+def test_missing_metrics_are_skipped(runs, tmp_path):
+    proc = plot(runs / CLASSIC_RUN, "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert_image(tmp_path / "loss.png")
+    assert not (tmp_path / "nfe.png").exists() and not (tmp_path / "budget_skips.png").exists()
+
+
+def test_missing_or_empty_directory_is_a_clear_error(tmp_path):
+    proc = plot(tmp_path / "nowhere", "--out", tmp_path / "out")
+    assert proc.returncode == 1 and "nowhere: no such directory" in proc.stderr
+    (tmp_path / "empty").mkdir()
+    proc = plot(tmp_path / "empty", "--out", tmp_path / "out")
+    assert proc.returncode == 1 and "no TensorBoard logs" in proc.stderr
+
+
+def test_notebook_runs_headless(runs, tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(REPO / "notebooks" / "node_transformer_study.ipynb", as_version=4)
+    out = tmp_path / "study"
+    os.environ.update(NODE_STUDY_RUNS=str(runs), NODE_STUDY_OUT=str(out))
+    try:
+        NotebookClient(notebook, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    finally:
+        del os.environ["NODE_STUDY_RUNS"], os.environ["NODE_STUDY_OUT"]
+    outputs = "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                      for o in cell.get("outputs", []))
+    assert f"runs found: {NODE_RUN}, {CLASSIC_RUN}" in outputs or f"runs found: {CLASSIC_RUN}, {NODE_RUN}" in outputs
+    assert "skipping 'time_dependence'" in outputs  # neither of its runs exists here
+    for section in ("node_vs_1layer", "all_runs"):
+        for name in ("loss", "best_valid_loss_vs_updates", "best_valid_loss_vs_hours", "nfe"):
+            assert_image(out / section / f"{name}.png")
+    images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) >= 4
