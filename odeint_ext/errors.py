@@ -11,16 +11,19 @@ class ODESolveError(RuntimeError):
 
     Attributes:
         direction: ``"forward"`` or ``"backward"`` (the adjoint solve).
+        name: the caller's label for the solve (``odeint_ext(..., name=...)``), or None.
         t: the time the solve had reached (start of the step that failed).
         nfe: function evaluations spent by this solve until it stopped.
         steps: solver steps (accepted and rejected) attempted by this solve.
     """
 
-    def __init__(self, message, *, direction, t, nfe, steps):
+    def __init__(self, message, *, direction, t, nfe, steps, name=None):
+        solve = f"{name} {direction}" if name else direction
         super().__init__(
-            f"{message} ({direction} solve reached t={t:.6g} after {steps} steps, {nfe} function evaluations)"
+            f"{message} ({solve} solve reached t={t:.6g} after {steps} steps, {nfe} function evaluations)"
         )
         self.direction = direction
+        self.name = name
         self.t = t
         self.nfe = nfe
         self.steps = steps

@@ -18,8 +18,9 @@ class _Dynamics(nn.Module):
     with our exception instead of torchdiffeq's bare assertion, in ``loss.backward()`` as well.
     """
 
-    def __init__(self, func, args, stats, budgets, police_steps, forward_sign):
+    def __init__(self, func, args, stats, budgets, police_steps, forward_sign, name):
         super().__init__()
+        self.name = name
         self.func = func
         self.args = tuple(args)
         self.stats = stats
@@ -61,7 +62,8 @@ class _Dynamics(nn.Module):
             self._fail(NonFiniteState, "non-finite values in the state", direction, t0)
 
     def _fail(self, error, message, direction, t0):
-        raise error(message, direction=direction, t=float(t0), nfe=self.nfe[direction], steps=self.steps[direction])
+        raise error(message, direction=direction, t=float(t0), nfe=self.nfe[direction], steps=self.steps[direction],
+                    name=self.name)
 
 
 def _unique_tensors(tensors):
@@ -102,6 +104,7 @@ def odeint_ext(
     adjoint=True,
     adjoint_options=None,
     stats=None,
+    name=None,
 ):
     """Solve dy/dt = func(t, y, *args) at the times ``t``; returns a tensor of shape (len(t), *y0.shape).
 
@@ -122,6 +125,7 @@ def odeint_ext(
             ``{"norm": "seminorm"}`` keeps the forward step budget and step size.
         stats: a :class:`SolveStats` to add this solve's NFE and steps to, forward now and backward
             when ``loss.backward()`` runs the adjoint.
+        name: a label for error messages (e.g. "decoder"), also kept as the errors' ``name``.
 
     Raises:
         StepBudgetExceeded, StepSizeUnderflow, NonFiniteState: from the forward solve, or from
@@ -151,6 +155,7 @@ def odeint_ext(
         budgets={FORWARD: forward_budget, BACKWARD: backward_budget},
         police_steps=checks.is_adaptive(method),
         forward_sign=forward_sign,
+        name=name,
     )
     if stats is not None:
         stats.solves += 1

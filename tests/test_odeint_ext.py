@@ -225,12 +225,12 @@ def test_step_budget_in_forward_solve():
     y0 = torch.ones(4)
     started = time.monotonic()
     with pytest.raises(StepBudgetExceeded) as info:
-        odeint_ext(Stiff(), y0, T, rtol=1e-8, atol=1e-8, options={"max_num_steps": 20})
+        odeint_ext(Stiff(), y0, T, rtol=1e-8, atol=1e-8, options={"max_num_steps": 20}, name="stiff")
     assert time.monotonic() - started < 30
     err = info.value
     assert isinstance(err, RuntimeError) and not isinstance(err, AssertionError)
     assert err.direction == "forward" and err.steps == 21 and err.nfe > 0 and 0.0 <= err.t < 1.0
-    assert "max_num_steps=20" in str(err)
+    assert "max_num_steps=20" in str(err) and "stiff forward solve" in str(err) and err.name == "stiff"
 
 
 def test_step_budget_in_adjoint_solve():

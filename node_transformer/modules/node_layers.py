@@ -26,7 +26,7 @@ class NODEEncoderLayer(ODEBlock):
             self_attention=True, cross_attention=False, time_dependent=settings.time_dependent,
             activation_fn=args.activation_fn,
         )
-        super().__init__(func, settings, embed_dim, args.dropout, args.activation_dropout)
+        super().__init__(func, settings, embed_dim, args.dropout, args.activation_dropout, name="encoder")
 
     def forward(self, x, encoder_padding_mask=None, attn_mask=None):
         return super().forward(x, _keep(encoder_padding_mask, x), attn_mask, encoder_padding_mask, None, None)
@@ -42,7 +42,7 @@ class NODEDecoderLayer(ODEBlock):
             self_attention=not separated, cross_attention=True, encoder_dim=args.encoder_embed_dim,
             time_dependent=settings.time_dependent, activation_fn=args.activation_fn,
         )
-        super().__init__(func, settings, embed_dim, args.dropout, args.activation_dropout)
+        super().__init__(func, settings, embed_dim, args.dropout, args.activation_dropout, name="decoder")
 
     def forward(self, x, encoder_out=None, encoder_padding_mask=None, incremental_state=None,
                 self_attn_mask=None, self_attn_padding_mask=None, **unused):

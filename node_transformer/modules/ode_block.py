@@ -25,8 +25,9 @@ class ODEBlock(nn.Module):
     ``stats`` accumulates the solver's forward and backward NFE until someone resets it.
     """
 
-    def __init__(self, func, settings, embed_dim, dropout, activation_dropout):
+    def __init__(self, func, settings, embed_dim, dropout, activation_dropout, name):
         super().__init__()
+        self.name = name
         self.func = func
         self.settings = settings
         self.embed_dim = embed_dim
@@ -51,5 +52,5 @@ class ODEBlock(nn.Module):
         masks = self.func.sample_dropout_masks(h0, self.dropout, self.activation_dropout)
         kwargs = self.settings.solver_kwargs()
         kwargs["options"] = dict(kwargs["options"], norm=masked_rms_norm(keep))
-        h = odeint_ext(self.func, h0, ts, (keep, *context, *masks), stats=self.stats, **kwargs)[-1]
+        h = odeint_ext(self.func, h0, ts, (keep, *context, *masks), stats=self.stats, name=self.name, **kwargs)[-1]
         return h if self.project_out is None else self.project_out(h)
