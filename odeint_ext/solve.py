@@ -34,7 +34,7 @@ class _Dynamics(nn.Module):
     def forward(self, t, y):
         self.nfe[self.direction] += 1
         if self.stats is not None:
-            setattr(self.stats, "nfe_" + self.direction, getattr(self.stats, "nfe_" + self.direction) + 1)
+            self.stats.count("nfe", self.direction)
         return self.func(t, y, *self.args)
 
     def callback_step(self, t0, y0, dt):
@@ -46,7 +46,7 @@ class _Dynamics(nn.Module):
     def _on_step(self, direction, t0, y0, dt):
         self.steps[direction] += 1
         if self.stats is not None:
-            setattr(self.stats, "steps_" + direction, getattr(self.stats, "steps_" + direction) + 1)
+            self.stats.count("steps", direction)
         if not self.police_steps:
             return
         budget = self.budgets[direction]

@@ -18,6 +18,11 @@ class SolveStats:
     steps_backward: int = 0
     solves: int = 0
 
+    def count(self, kind, direction):
+        """One more function evaluation (kind "nfe") or step (kind "steps") of a "forward"/"backward" solve."""
+        name = f"{kind}_{direction}"
+        setattr(self, name, getattr(self, name) + 1)
+
     def reset(self):
         for f in fields(self):
             setattr(self, f.name, 0)

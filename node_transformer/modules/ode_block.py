@@ -1,9 +1,8 @@
 """One Neural-ODE block: h(t0) = input (ANODE-augmented), h(t1) from the adaptive solver."""
 import torch
+from fairseq.models.transformer import Linear
 from odeint_ext import SolveStats, odeint_ext
 from torch import nn
-
-from .ode_function import _linear
 
 
 def masked_rms_norm(keep):
@@ -35,7 +34,7 @@ class ODEBlock(nn.Module):
         self.dropout = dropout
         self.activation_dropout = activation_dropout
         # ANODE: the augmented state is brought back to the embedding width by a learned map.
-        self.project_out = _linear(func.width, embed_dim) if self.extra_channels else None
+        self.project_out = Linear(func.width, embed_dim) if self.extra_channels else None
         self.stats = SolveStats()
 
     def upgrade_state_dict_named(self, state_dict, name):

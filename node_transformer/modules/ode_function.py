@@ -1,15 +1,9 @@
 """f(t, h): a Transformer layer's sub-layers chained WITHOUT residual additions (the ODE is the residual)."""
 import torch
 from fairseq import utils
+from fairseq.models.transformer import Linear
 from fairseq.modules import LayerNorm, MultiheadAttention
 from torch import nn
-
-
-def _linear(in_features, out_features):
-    layer = nn.Linear(in_features, out_features)
-    nn.init.xavier_uniform_(layer.weight)
-    nn.init.constant_(layer.bias, 0.0)
-    return layer
 
 
 def _drop(x, mask):
@@ -49,8 +43,8 @@ class ODEFunction(nn.Module):
         else:
             self.encoder_attn = None
         self.final_layer_norm = LayerNorm(self.inner_width)
-        self.fc1 = _linear(self.inner_width, ffn_dim)
-        self.fc2 = _linear(ffn_dim, width)
+        self.fc1 = Linear(self.inner_width, ffn_dim)
+        self.fc2 = Linear(ffn_dim, width)
 
     def sample_dropout_masks(self, h, dropout, activation_dropout):
         """Inverted-dropout masks for one solve: (self-attn out, cross-attn out, FFN hidden, FFN out)."""
