@@ -2,7 +2,7 @@ from setuptools import setup
 
 setup(
     name="node-transformer",
-    version="0.1.0",
+    version="0.2.0",
     description="Neural-ODE Transformer blocks for fairseq, with an adjoint odeint that gives every argument its gradient",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -11,7 +11,7 @@ setup(
     python_requires=">=3.8",
     install_requires=[
         "torch>=2.1",
-        "torchdiffeq>=0.2.5",
+        "torchdiffeq>=0.2.5,<0.3",  # odeint_ext/_torchdiffeq.py reads its private solver table
         # Official fairseq 0.12.2 does not import on Python 3.11+ (dataclass mutable defaults);
         # fairseq-fixed is the same 0.12 code with those fixes.
         "fairseq-fixed==0.12.3.1; python_version >= '3.11'",

@@ -5,13 +5,8 @@ import numbers
 import torch
 from torch import nn
 
-# torchdiffeq keeps its solver table private; it is the only authority on which method names exist and
-# which of them choose their own steps, so read it rather than copy its list.
-from torchdiffeq._impl.odeint import SOLVERS
-from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver
+from ._torchdiffeq import ADAPTIVE_METHODS, METHODS
 
-METHODS = tuple(sorted(SOLVERS))
-ADAPTIVE_METHODS = tuple(m for m in METHODS if issubclass(SOLVERS[m], RKAdaptiveStepsizeODESolver))
 FIXED_GRID_METHODS = tuple(m for m in METHODS if m not in ADAPTIVE_METHODS and m != "scipy_solver")
 
 
@@ -19,9 +14,11 @@ def is_adaptive(method):
     return method in ADAPTIVE_METHODS
 
 
-def check_method(method, name="method"):
-    if method not in SOLVERS:
-        raise ValueError(f"{name}={method!r} is not a torchdiffeq method; valid methods: {', '.join(METHODS)}")
+def check_method(method, name="method", choices=None):
+    """``choices``: the methods a caller supports, by default every torchdiffeq method."""
+    choices = METHODS if choices is None else choices
+    if method not in choices:
+        raise ValueError(f"{name}={method!r} is not a supported torchdiffeq method; valid methods: {', '.join(choices)}")
 
 
 def check_tolerance(value, name):
@@ -29,8 +26,7 @@ def check_tolerance(value, name):
         if value.numel() == 0 or not bool((value > 0).all()):
             raise ValueError(f"{name} must be positive, got {value}")
         return
-    if not isinstance(value, numbers.Real) or not value > 0 or math.isinf(value):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    check_positive_number(value, name)
 
 
 def check_times(t):
@@ -82,8 +78,18 @@ def check_solver_options(options, method, name="options"):
                 f"{name}['max_num_steps'] applies to adaptive methods ({', '.join(ADAPTIVE_METHODS)}), "
                 f"not to {method!r}"
             )
-        if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 1:
-            raise ValueError(f"{name}['max_num_steps'] must be a positive integer, got {budget!r}")
+        check_integer(budget, f"{name}['max_num_steps']", minimum=1)
     step_size = options.get("step_size")
-    if step_size is not None and not (isinstance(step_size, numbers.Real) and step_size > 0):
-        raise ValueError(f"{name}['step_size'] must be a positive number, got {step_size!r}")
+    if step_size is not None:
+        check_positive_number(step_size, f"{name}['step_size']")
+
+
+def check_integer(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+
+def check_positive_number(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 or math.isinf(value):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")

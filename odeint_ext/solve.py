@@ -75,13 +75,20 @@ def _unique_tensors(tensors):
     return tuple(unique)
 
 
+def _tensors_in(args):
+    """The tensors of ``args``, looking into tuples and lists (named tuples included) at any depth."""
+    for arg in args:
+        if isinstance(arg, torch.Tensor):
+            yield arg
+        elif isinstance(arg, (tuple, list)):
+            yield from _tensors_in(arg)
+
+
 def _gradient_inputs(func, args):
     """Everything the adjoint must differentiate: func's parameters and each floating tensor
     argument that requires grad, once each (a tensor passed twice, e.g. as key and value, must not
     receive its gradient twice)."""
-    arg_tensors = [
-        a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point() and a.requires_grad
-    ]
+    arg_tensors = [a for a in _tensors_in(args) if a.is_floating_point() and a.requires_grad]
     params = [p for p in func.parameters() if p.requires_grad]
     return _unique_tensors(params + arg_tensors)
 
@@ -112,9 +119,10 @@ def odeint_ext(
         func: callable ``func(t, y, *args)``; an ``nn.Module`` when ``adjoint=True``.
         y0: floating initial state.
         t: 1-D strictly monotone times; ``y[0] == y0``.
-        args: extra arguments for ``func``: tensors of any dtype, ``None`` or plain values. With the
-            adjoint, every floating tensor in ``args`` that requires grad (leaf or not, e.g. an encoder
-            output) receives the gradient plain backpropagation through the solver would give it.
+        args: extra arguments for ``func``: tensors of any dtype, ``None``, plain values, or tuples of
+            them (named tuples too, at any depth). With the adjoint, every floating tensor in ``args``
+            that requires grad (leaf or not, e.g. an encoder output) receives the gradient plain
+            backpropagation through the solver would give it.
         rtol, atol, method: as in torchdiffeq.
         options: torchdiffeq solver options. ``max_num_steps`` is the step budget (accepted and
             rejected steps) of the whole solve, enforced by ``odeint_ext``: exceeding it raises

@@ -1,18 +1,16 @@
 """Score fairseq-generate outputs of a run: tokenized BLEU, sacreBLEU (detokenized) and NFE per sentence."""
+# Third-party modules are imported where used, after argument parsing, so --help works before install.sh.
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
-import sacrebleu
-from sacremoses import MosesDetokenizer
-
 NAMES = {"test": "test2016_flickr", "test1": "test2017_flickr", "test2": "test2017_mscoco"}
-NFE_LINE = re.compile(r"NODE NFE per sentence \((\d+) sentences\): (.*)")
 
 
 def read_generation(path):
+    from node_transformer.nfe import parse_generation_nfe
+
     hyps, refs, nfe = {}, {}, None
     for line in path.read_text(encoding="utf-8").splitlines():
         kind, _, rest = line.partition("-")
@@ -20,13 +18,16 @@ def read_generation(path):
             fields = rest.split("\t")
             index = int(fields[0])
             (hyps if kind == "H" else refs)[index] = fields[-1]
-        elif NFE_LINE.match(line):
-            nfe = {side: float(value) for side, value in re.findall(r"(encoder|decoder) ([\d.]+)", line)}
+        elif (report := parse_generation_nfe(line)) is not None:
+            nfe = report["per_sentence"]
     order = sorted(hyps)
     return [hyps[i] for i in order], [refs[i] for i in order], order, nfe
 
 
 def score(run, raw_dir, subsets):
+    import sacrebleu
+    from sacremoses import MosesDetokenizer
+
     detok = MosesDetokenizer(lang="de")
     results = {}
     for subset in subsets:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 usage="Usage: scripts/train.sh configs/NAME.args [FAIRSEQ_FLAGS...]
 
-Trains one experiment with fairseq-train. The config holds fairseq flags (one or more per line, # comments);
-FAIRSEQ_FLAGS are appended and override it. Writes runs/NAME/{checkpoints,tb,train.log}; re-running on an
+Trains one experiment with fairseq-train. The config holds fairseq flags (one or more per line, # comments,
+@FILE includes another config: see node_transformer/experiment_config.py); FAIRSEQ_FLAGS are appended and
+override it. Writes runs/NAME/{checkpoints,tb,train.log}; re-running on an
 existing run directory resumes from its checkpoint_last.pt. Uses every GPU when CUDA is available, else --cpu.
 Environment: DATA (default data/multi30k_en_de/bin), RUNS (default runs), PYTHON (default .venv/bin/python)."
 set -euo pipefail
@@ -16,11 +17,9 @@ name=$(basename "$config" .args)
 run=${RUNS:-$repo/runs}/$name
 mkdir -p "$run/checkpoints"
 
-config_flags=()
-while read -r line; do
-  line=${line%%#*}
-  [ -n "${line// }" ] && read -ra words <<< "$line" && config_flags+=("${words[@]}")
-done < "$config"
+words=$("$python" -m node_transformer.experiment_config "$config") || exit 2
+[ -n "$words" ] || { echo "train.sh: '$config' holds no flags" >&2; exit 2; }
+mapfile -t config_flags <<< "$words"
 
 cd "$repo"
 # shellcheck disable=SC2046

@@ -38,9 +38,35 @@ def _seed():
         (["--node-decoder", "--node-gradient", "sideways"], "--node-gradient"),
     ],
 )
-def test_bad_option_fails_at_build_naming_the_flag(reverse_data, flags, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_option_fails_at_build_naming_the_flag(reverse_data, capsys, flags, message):
+    """Closed choices (--node-method, --node-gradient) are refused by argparse, which prints the flag
+    and exits; every other bad value raises ValueError naming it when the model is built."""
+    with pytest.raises((ValueError, SystemExit)) as info:
         build(reverse_data, *TINY_DIMS, *flags)
+    if info.type is SystemExit:
+        assert info.value.code == 2 and f"argument {message}: invalid choice" in capsys.readouterr().err
+    else:
+        assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"node_method": "dopri4"}, "--node-method"),
+        ({"node_gradient": "sideways"}, "--node-gradient"),
+        ({"node_augment_dims": 1.5}, "--node-augment-dims"),
+        ({"node_step_size": 0.1}, "--node-step-size"),
+    ],
+)
+def test_bad_option_from_a_checkpoint_or_override_names_the_flag(reverse_data, overrides, message):
+    """Options that bypass argparse (--model-overrides, a checkpoint's arguments) are checked too."""
+    from node_transformer.options import NodeSettings
+
+    _, _, args = build(reverse_data, *TINY_DIMS, "--node-encoder")
+    for name, value in overrides.items():
+        setattr(args, name, value)
+    with pytest.raises(ValueError, match=message):
+        NodeSettings.from_args(args)
 
 
 def test_node_ts_accepts_list_syntax(reverse_data):
@@ -79,7 +105,7 @@ def test_time_dependent_function_sees_t(reverse_data):
         _, model, _ = build(reverse_data, *TINY_DIMS, "--node-encoder", *flags)
         func = model.node_blocks()["enc"].func.eval()
         h = torch.randn(5, 2, 16)
-        outputs = [func(torch.tensor(t), h, None, None, None, None, None, None, None, None, None) for t in (0.0, 0.7)]
+        outputs = [func(torch.tensor(t), h) for t in (0.0, 0.7)]
         assert (not torch.allclose(*outputs)) == differs
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO
+from node_transformer.experiment_config import read_flags
 
 SHARED = REPO.parent / "shared" / "data" / "multi30k"
 SUBSET = {"train": 300, "val": 40, "test_2016_flickr": 30, "test_2017_flickr": 30, "test_2017_mscoco": 30}
@@ -111,11 +112,25 @@ def test_scripts_explain_bad_arguments(tmp_path):
         assert "Usage" in proc.stdout or "usage" in proc.stdout, name
 
 
-def config_flags(path):
-    flags = []
-    for line in path.read_text().splitlines():
-        flags += line.split("#", 1)[0].split()
-    return flags
+def bare_python(directory):
+    """A Python with the standard library only, like the python3 of a machine before scripts/install.sh."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(directory)], check=True)
+    python = directory / "bin" / "python"
+    assert subprocess.run([python, "-c", "import torch"], capture_output=True).returncode != 0
+    return python
+
+
+def test_help_works_before_install(tmp_path):
+    bare = bare_python(tmp_path / "bare")
+    env = {"PYTHON": str(tmp_path / "no-python"), "PATH": f"{bare.parent}{os.pathsep}{os.environ['PATH']}"}
+    for name in ("install.sh", "test.sh", "train.sh", "generate.sh", "demo.sh", "prepare_multi30k.sh"):
+        proc = script(name, "--help", env=env, check=False)
+        assert proc.returncode == 0 and "usage" in proc.stdout.lower(), (name, proc.stderr)
+    bare_env = {key: value for key, value in ENV.items() if key != "PYTHONPATH"}
+    for path in ("scripts/score.py", "scripts/multi30k.py"):
+        proc = subprocess.run([bare, REPO / path, "--help"], capture_output=True, text=True, env=bare_env,
+                              cwd=tmp_path)
+        assert proc.returncode == 0 and "usage" in proc.stdout.lower(), (path, proc.stderr)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
@@ -126,7 +141,7 @@ def test_config_builds_its_model(prepared, config):
 
     parser = options.get_training_parser()
     args = options.parse_args_and_arch(
-        parser, [str(prepared / "bin"), "--user-dir", str(REPO / "node_transformer"), *config_flags(config), "--cpu"]
+        parser, [str(prepared / "bin"), "--user-dir", str(REPO / "node_transformer"), *read_flags(config), "--cpu"]
     )
     task = tasks.setup_task(args)
     assert isinstance(task, NODETranslationTask)

@@ -1,5 +1,6 @@
 """odeint_ext: adjoint gradients of every tensor argument equal backpropagation through the solver."""
 import time
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -16,9 +17,8 @@ from odeint_ext import (
     odeint_ext,
 )
 
-torch.set_default_dtype(torch.float64)
 DIM = 5
-T = torch.tensor([0.0, 0.5, 1.0])
+T = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
 # Tolerances tight enough that the adjoint's own solve error is far below the 1e-6 we compare at.
 SOLVERS = {
     "dopri5": dict(method="dopri5", rtol=1e-11, atol=1e-11),
@@ -82,6 +82,17 @@ def _random(*shape):
 
 
 @pytest.fixture(autouse=True)
+def _float64():
+    """Every test here runs in float64, and the default goes back afterwards: set at import, it would leak
+    into every later module of a full run, so that a full run and a single-file run would test different
+    things. Tensors built at import (T, parametrize lists) say float64 themselves."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+@pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
 
@@ -137,6 +148,37 @@ def test_encoder_output_from_upstream_layer_gets_its_gradient(solver):
     _assert_same(adj, bp)
     encoder_weight_grad = adj[-2]
     assert encoder_weight_grad.abs().max() > 1e-6
+
+
+class Memory(NamedTuple):
+    keys: torch.Tensor
+    values: torch.Tensor
+
+
+class NestedArgs(nn.Module):
+    """f(t, y, (q, Memory(k, v))): the AttentionLike function with its inputs in (named) tuples."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = AttentionLike()
+
+    def forward(self, t, y, inputs):
+        q, memory = inputs
+        return self.inner(t, y, q, memory.keys, memory.values)
+
+
+@pytest.mark.parametrize("solver", SOLVERS.values(), ids=SOLVERS.keys())
+def test_tensors_inside_named_tuples_get_their_gradients(solver):
+    func = NestedArgs()
+    encoder = nn.Linear(DIM, DIM)
+    src, (y0, q, values) = _random(4, DIM), _leaves(_random(3, DIM), _random(3, DIM), _random(4, DIM))
+
+    def grads(adjoint):
+        keys = torch.tanh(encoder(src))  # non-leaf, as an encoder output is
+        args = ((q, Memory(keys=keys, values=values)),)
+        return _grads(func, y0, args, adjoint, solver, extra_params=[q, values, *encoder.parameters()])
+
+    _assert_same(grads(True), grads(False))
 
 
 def test_gradcheck_of_adjoint():
@@ -281,9 +323,9 @@ def test_non_finite_state_is_reported():
 @pytest.mark.parametrize(
     "kwargs, name",
     [
-        (dict(t=torch.tensor([0.0, 1.0, 0.5])), "t must be strictly"),
-        (dict(t=torch.tensor([[0.0, 1.0]])), "t must be 1-D"),
-        (dict(t=torch.tensor([0.0, 0.0])), "t must be strictly"),
+        (dict(t=torch.tensor([0.0, 1.0, 0.5], dtype=torch.float64)), "t must be strictly"),
+        (dict(t=torch.tensor([[0.0, 1.0]], dtype=torch.float64)), "t must be 1-D"),
+        (dict(t=torch.tensor([0.0, 0.0], dtype=torch.float64)), "t must be strictly"),
         (dict(rtol=0.0), "rtol"),
         (dict(atol=-1e-3), "atol"),
         (dict(method="dopri4"), "method='dopri4'"),
@@ -292,7 +334,7 @@ def test_non_finite_state_is_reported():
         (dict(options={"max_num_steps": 0}), "max_num_steps"),
         (dict(method="rk4", options={"max_num_steps": 10}), "max_num_steps"),
         (dict(method="rk4", options={"step_size": -0.1}), "step_size"),
-        (dict(args=torch.ones(1)), "args must be a tuple"),
+        (dict(args=torch.ones(1, dtype=torch.float64)), "args must be a tuple"),
     ],
 )
 def test_bad_inputs_name_the_argument(kwargs, name):

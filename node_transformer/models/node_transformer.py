@@ -12,9 +12,15 @@ from fairseq.models.transformer import TransformerDecoder, TransformerEncoder, T
 from fairseq.models.transformer.transformer_legacy import base_architecture
 
 from ..modules import NODEDecoderLayer, NODEEncoderLayer, SeparatedNODEDecoderLayer
-from ..options import add_node_args, fill_node_defaults, validate_node_args
+from ..options import NodeSettings, add_node_args, fill_node_defaults
 
 logger = logging.getLogger(__name__)
+
+MISSING_TASK_WARNING = (
+    "NODE blocks without --task node_translation: no NFE metrics (nfe_enc_fwd, ...) in the logs, "
+    "no NFE report from fairseq-generate, and a solve that exceeds --node-max-num-steps stops "
+    "training instead of skipping its batch. Add --task node_translation."
+)
 
 
 def _one_layer_prenorm(args, side):
@@ -42,13 +48,12 @@ class NODETransformerDecoder(TransformerDecoder):
     whole state, so each generation step recomputes the full prefix. That makes the scores of step k
     exactly those of a full forward pass over the first k tokens."""
 
-    def __init__(self, args, dictionary, embed_tokens, settings, separated):
+    def __init__(self, args, dictionary, embed_tokens, settings):
         self.node_settings = settings
-        self.node_separated = separated
         super().__init__(_one_layer_prenorm(args, "decoder"), dictionary, embed_tokens)
 
     def build_decoder_layer(self, cfg, no_encoder_attn=False):
-        if self.node_separated:
+        if self.args.node_separated_decoder:
             return SeparatedNODEDecoderLayer(self.args, self.node_settings)
         return NODEDecoderLayer(self.args, self.node_settings)
 
@@ -71,38 +76,36 @@ class NODETransformerModel(TransformerModel):
     @classmethod
     def build_model(cls, args, task):
         node_base_architecture(args)
-        validate_node_args(args)  # fail on a bad --node-* value before anything is built
-        from ..tasks.node_translation import NODETranslationTask
-
-        if (args.node_encoder or args.node_decoder) and not isinstance(task, NODETranslationTask):
-            logger.warning(
-                "NODE blocks without --task node_translation: no NFE metrics (nfe_enc_fwd, ...) in the logs, "
-                "no NFE report from fairseq-generate, and a solve that exceeds --node-max-num-steps stops "
-                "training instead of skipping its batch. Add --task node_translation."
-            )
-        return super().build_model(args, task)
+        # Every --node-* check, once, before anything is built. fairseq hands build_encoder/build_decoder
+        # a TransformerConfig copied from args (extra attributes included), so the settings reach them
+        # that way; they leave args afterwards: a checkpoint holds options, not objects.
+        args._node_settings = NodeSettings.from_args(args)
+        try:
+            if (args.node_encoder or args.node_decoder) and not getattr(task, "owns_node_policies", False):
+                logger.warning(MISSING_TASK_WARNING)
+            return super().build_model(args, task)
+        finally:
+            del args._node_settings
 
     @classmethod
     def build_encoder(cls, args, src_dict, embed_tokens):
         if args.node_encoder:
-            return NODETransformerEncoder(args, src_dict, embed_tokens, validate_node_args(args))
+            return NODETransformerEncoder(args, src_dict, embed_tokens, args._node_settings)
         return TransformerEncoder(args, src_dict, embed_tokens)
 
     @classmethod
     def build_decoder(cls, args, tgt_dict, embed_tokens):
         if args.node_decoder:
-            return NODETransformerDecoder(
-                args, tgt_dict, embed_tokens, validate_node_args(args), args.node_separated_decoder
-            )
+            return NODETransformerDecoder(args, tgt_dict, embed_tokens, args._node_settings)
         return TransformerDecoder(args, tgt_dict, embed_tokens, no_encoder_attn=False)
 
     def node_blocks(self):
         """{"enc": block, "dec": block} for the sides that are NODE; each block has ``.stats``."""
         blocks = {}
         if isinstance(self.encoder, NODETransformerEncoder):
-            blocks["enc"] = self.encoder.layers[0]
+            blocks["enc"] = self.encoder.layers[0].ode
         if isinstance(self.decoder, NODETransformerDecoder):
-            blocks["dec"] = self.decoder.layers[0]
+            blocks["dec"] = self.decoder.layers[0].ode
         return blocks
 
 

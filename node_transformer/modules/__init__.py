@@ -1,10 +1,13 @@
 from .ode_block import ODEBlock, masked_rms_norm
-from .ode_function import ODEFunction
-from .node_layers import NODEDecoderLayer, NODEEncoderLayer, SeparatedNODEDecoderLayer
+from .ode_function import DropoutMasks, ODEFunction, SolveContext
+from .node_layers import NODEDecoderLayer, NODEEncoderLayer, NODELayer, SeparatedNODEDecoderLayer
 
 __all__ = [
     "ODEBlock",
     "ODEFunction",
+    "SolveContext",
+    "DropoutMasks",
+    "NODELayer",
     "NODEEncoderLayer",
     "NODEDecoderLayer",
     "SeparatedNODEDecoderLayer",

@@ -1,10 +1,17 @@
 """ODE blocks in the call conventions of fairseq's encoder and decoder layers, so that fairseq's own
-TransformerEncoder/TransformerDecoder run them in place of their layer stacks."""
+TransformerEncoder/TransformerDecoder run them in place of their layer stacks.
+
+Each adapter holds its ODE block as ``ode`` and only translates fairseq's arguments into the block's
+:class:`SolveContext`; the block (``layer.ode``) owns the settings and the NFE counters.
+"""
 from fairseq.modules import FairseqDropout, LayerNorm, MultiheadAttention
 from torch import nn
 
 from .ode_block import ODEBlock
-from .ode_function import ODEFunction
+from .ode_function import ODEFunction, SolveContext
+
+# Where the block's parameters sat before the adapters held the block as ``ode``.
+_BLOCK_KEYS_BEFORE_0_2 = ("func.", "project_out.")
 
 
 def _keep(padding_mask, x):
@@ -12,67 +19,68 @@ def _keep(padding_mask, x):
     return None if padding_mask is None else (~padding_mask).transpose(0, 1).unsqueeze(-1).to(x)
 
 
-def _state_width(embed_dim, heads, settings):
-    return embed_dim + settings.augment_dims * heads
+def _ode_block(args, settings, side, *, self_attention, cross_attention):
+    embed_dim = getattr(args, f"{side}_embed_dim")
+    heads = getattr(args, f"{side}_attention_heads")
+    func = ODEFunction(
+        embed_dim + settings.augment_dims * heads, heads, getattr(args, f"{side}_ffn_embed_dim"),
+        self_attention=self_attention, cross_attention=cross_attention, encoder_dim=args.encoder_embed_dim,
+        time_dependent=settings.time_dependent, activation_fn=args.activation_fn,
+    )
+    return ODEBlock(func, settings, embed_dim, args.dropout, args.activation_dropout, name=side)
 
 
-class NODEEncoderLayer(ODEBlock):
+class NODELayer(nn.Module):
+    """Base of the adapters: holds the ODE block as ``ode``."""
+
+    def __init__(self, ode):
+        super().__init__()
+        self.ode = ode
+
+    def upgrade_state_dict_named(self, state_dict, name):
+        """Checkpoints of node-transformer 0.1 kept the block's parameters directly under the layer."""
+        for key in [k for k in state_dict if k.startswith(tuple(f"{name}.{p}" for p in _BLOCK_KEYS_BEFORE_0_2))]:
+            state_dict[f"{name}.ode.{key[len(name) + 1:]}"] = state_dict.pop(key)
+
+
+class NODEEncoderLayer(NODELayer):
     """The whole encoder stack: dh/dt = FFN(SelfAttn(h)) with the source padding mask."""
 
     def __init__(self, args, settings):
-        embed_dim, heads = args.encoder_embed_dim, args.encoder_attention_heads
-        func = ODEFunction(
-            _state_width(embed_dim, heads, settings), heads, args.encoder_ffn_embed_dim,
-            self_attention=True, cross_attention=False, time_dependent=settings.time_dependent,
-            activation_fn=args.activation_fn,
-        )
-        super().__init__(func, settings, embed_dim, args.dropout, args.activation_dropout, name="encoder")
+        super().__init__(_ode_block(args, settings, "encoder", self_attention=True, cross_attention=False))
 
     def forward(self, x, encoder_padding_mask=None, attn_mask=None):
-        return super().forward(x, _keep(encoder_padding_mask, x), attn_mask, encoder_padding_mask, None, None)
+        return self.ode(x, SolveContext(keep=_keep(encoder_padding_mask, x), self_attn_mask=attn_mask,
+                                        self_attn_padding_mask=encoder_padding_mask))
 
 
-class NODEDecoderLayer(ODEBlock):
+class NODEDecoderLayer(NODELayer):
     """The whole decoder stack: dh/dt = FFN(CrossAttn(CausalSelfAttn(h), encoder_out))."""
 
-    def __init__(self, args, settings, separated=False):
-        embed_dim, heads = args.decoder_embed_dim, args.decoder_attention_heads
-        func = ODEFunction(
-            _state_width(embed_dim, heads, settings), heads, args.decoder_ffn_embed_dim,
-            self_attention=not separated, cross_attention=True, encoder_dim=args.encoder_embed_dim,
-            time_dependent=settings.time_dependent, activation_fn=args.activation_fn,
-        )
-        super().__init__(func, settings, embed_dim, args.dropout, args.activation_dropout, name="decoder")
+    def __init__(self, args, settings):
+        super().__init__(_ode_block(args, settings, "decoder", self_attention=True, cross_attention=True))
 
     def forward(self, x, encoder_out=None, encoder_padding_mask=None, incremental_state=None,
                 self_attn_mask=None, self_attn_padding_mask=None, **unused):
         assert incremental_state is None, "a NODE decoder recomputes the whole prefix; it keeps no cache"
-        x = super().forward(x, _keep(self_attn_padding_mask, x), self_attn_mask, self_attn_padding_mask,
-                            encoder_out, encoder_padding_mask)
-        return x, None, None
+        context = SolveContext(keep=_keep(self_attn_padding_mask, x), self_attn_mask=self_attn_mask,
+                               self_attn_padding_mask=self_attn_padding_mask, memory=encoder_out,
+                               memory_padding_mask=encoder_padding_mask)
+        return self.ode(x, context), None, None
 
 
-class SeparatedNODEDecoderLayer(nn.Module):
+class SeparatedNODEDecoderLayer(NODELayer):
     """--node-separated-decoder: a classic residual causal self-attention layer, then an ODE block of
     encoder-decoder attention + feed-forward."""
 
     def __init__(self, args, settings):
-        super().__init__()
+        super().__init__(_ode_block(args, settings, "decoder", self_attention=False, cross_attention=True))
         embed_dim = args.decoder_embed_dim
         self.self_attn_layer_norm = LayerNorm(embed_dim)
         self.self_attn = MultiheadAttention(
             embed_dim, args.decoder_attention_heads, dropout=args.attention_dropout, self_attention=True
         )
         self.dropout_module = FairseqDropout(args.dropout, module_name=type(self).__name__)
-        self.ode = NODEDecoderLayer(args, settings, separated=True)
-
-    @property
-    def stats(self):
-        return self.ode.stats
-
-    @property
-    def settings(self):
-        return self.ode.settings
 
     def forward(self, x, encoder_out=None, encoder_padding_mask=None, incremental_state=None,
                 self_attn_mask=None, self_attn_padding_mask=None, **unused):
@@ -81,4 +89,6 @@ class SeparatedNODEDecoderLayer(nn.Module):
         attn, _ = self.self_attn(q, q, q, key_padding_mask=self_attn_padding_mask, attn_mask=self_attn_mask,
                                  need_weights=False)
         x = x + self.dropout_module(attn)
-        return self.ode(x, encoder_out, encoder_padding_mask, None, self_attn_mask, self_attn_padding_mask)
+        context = SolveContext(keep=_keep(self_attn_padding_mask, x), memory=encoder_out,
+                               memory_padding_mask=encoder_padding_mask)
+        return self.ode(x, context), None, None

@@ -1,8 +1,10 @@
-"""One Neural-ODE block: h(t0) = input (ANODE-augmented), h(t1) from the adaptive solver."""
+"""One Neural-ODE block: h(t0) = input (ANODE-augmented), h(t1) from the solver."""
 import torch
 from fairseq.models.transformer import Linear
 from odeint_ext import SolveStats, odeint_ext
 from torch import nn
+
+from .ode_function import SolveContext
 
 
 def masked_rms_norm(keep):
@@ -19,7 +21,8 @@ def masked_rms_norm(keep):
 
 
 class ODEBlock(nn.Module):
-    """Solves dh/dt = func(t, h, ...) over the settings' times and returns h at the last one.
+    """Solves dh/dt = func(t, h, context, dropout masks) over the settings' times and returns h at the
+    last one.
 
     ``stats`` accumulates the solver's forward and backward NFE until someone resets it.
     """
@@ -37,19 +40,17 @@ class ODEBlock(nn.Module):
         self.project_out = Linear(func.width, embed_dim) if self.extra_channels else None
         self.stats = SolveStats()
 
-    def upgrade_state_dict_named(self, state_dict, name):
-        """Called by fairseq's encoder on each of its layers when loading; nothing to upgrade."""
-
-    def forward(self, x, keep, *context):
-        """x: T x B x embed_dim; keep: T x B x 1 (1 real, 0 padding) or None; context: the function's
-        attention masks and memory (see ODEFunction.forward)."""
+    def forward(self, x, context: SolveContext):
+        """x: T x B x embed_dim; returns h(t1), T x B x embed_dim."""
         h0 = x
         if self.extra_channels:
             h0 = torch.cat([x, x.new_zeros(*x.shape[:-1], self.extra_channels)], dim=-1)
         time_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
         ts = torch.tensor(self.settings.ts, dtype=time_dtype, device=x.device)
-        masks = self.func.sample_dropout_masks(h0, self.dropout, self.activation_dropout)
+        dropout = self.func.sample_dropout_masks(h0, self.dropout, self.activation_dropout)
         kwargs = self.settings.solver_kwargs()
-        kwargs["options"] = dict(kwargs["options"], norm=masked_rms_norm(keep))
-        h = odeint_ext(self.func, h0, ts, (keep, *context, *masks), stats=self.stats, name=self.name, **kwargs)[-1]
+        kwargs["options"] = dict(kwargs["options"], norm=masked_rms_norm(context.keep))
+        # The context and the masks go to odeint_ext as arguments, so that the adjoint gives every
+        # tensor in them (the encoder output above all) its gradient.
+        h = odeint_ext(self.func, h0, ts, (context, dropout), stats=self.stats, name=self.name, **kwargs)[-1]
         return h if self.project_out is None else self.project_out(h)

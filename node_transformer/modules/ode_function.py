@@ -1,9 +1,30 @@
 """f(t, h): a Transformer layer's sub-layers chained WITHOUT residual additions (the ODE is the residual)."""
+from typing import NamedTuple, Optional
+
 import torch
 from fairseq import utils
 from fairseq.models.transformer import Linear
 from fairseq.modules import LayerNorm, MultiheadAttention
 from torch import nn
+
+
+class SolveContext(NamedTuple):
+    """What f sees besides t and h: fixed for one solve. Built by keyword; each side fills what it has."""
+
+    keep: Optional[torch.Tensor] = None  # T x B x 1: 1 at real positions, 0 at padding
+    self_attn_mask: Optional[torch.Tensor] = None  # T x T, e.g. the decoder's causal mask
+    self_attn_padding_mask: Optional[torch.Tensor] = None  # B x T, True at padding
+    memory: Optional[torch.Tensor] = None  # the encoder output, S x B x C
+    memory_padding_mask: Optional[torch.Tensor] = None  # B x S, True at padding
+
+
+class DropoutMasks(NamedTuple):
+    """Inverted-dropout multipliers of one solve, None where dropout is off."""
+
+    self_attn: Optional[torch.Tensor] = None
+    cross_attn: Optional[torch.Tensor] = None
+    ffn_hidden: Optional[torch.Tensor] = None
+    ffn_out: Optional[torch.Tensor] = None
 
 
 def _drop(x, mask):
@@ -18,7 +39,7 @@ class ODEFunction(nn.Module):
     attention width stays divisible by the heads); the feed-forward output is ``width`` wide again.
 
     f is deterministic within a solve: dropout uses masks drawn once per solve
-    (:meth:`sample_dropout_masks`) and passed in as arguments, the same in the forward and the adjoint
+    (:meth:`sample_dropout_masks`) and passed in as an argument, the same in the forward and the adjoint
     solve; attention-probability dropout is not used inside f.
     """
 
@@ -46,8 +67,8 @@ class ODEFunction(nn.Module):
         self.fc1 = Linear(self.inner_width, ffn_dim)
         self.fc2 = Linear(ffn_dim, width)
 
-    def sample_dropout_masks(self, h, dropout, activation_dropout):
-        """Inverted-dropout masks for one solve: (self-attn out, cross-attn out, FFN hidden, FFN out)."""
+    def sample_dropout_masks(self, h, dropout, activation_dropout) -> DropoutMasks:
+        """Inverted-dropout masks for one solve."""
 
         def mask(channels, p):
             if not self.training or p <= 0:
@@ -55,28 +76,27 @@ class ODEFunction(nn.Module):
             shape = (*h.shape[:-1], channels)
             return torch.empty(shape, dtype=h.dtype, device=h.device).bernoulli_(1 - p) / (1 - p)
 
-        return (
-            mask(self.inner_width, dropout) if self.self_attn is not None else None,
-            mask(self.inner_width, dropout) if self.encoder_attn is not None else None,
-            mask(self.fc1.out_features, activation_dropout),
-            mask(self.width, dropout),
+        return DropoutMasks(
+            self_attn=mask(self.inner_width, dropout) if self.self_attn is not None else None,
+            cross_attn=mask(self.inner_width, dropout) if self.encoder_attn is not None else None,
+            ffn_hidden=mask(self.fc1.out_features, activation_dropout),
+            ffn_out=mask(self.width, dropout),
         )
 
-    def forward(self, t, h, keep, self_attn_mask, self_attn_padding_mask, memory, memory_padding_mask,
-                drop_self, drop_cross, drop_hidden, drop_out):
+    def forward(self, t, h, context: SolveContext = SolveContext(), dropout: DropoutMasks = DropoutMasks()):
         x = h
         if self.time_dependent:
             x = torch.cat([x, t.to(x).expand(*x.shape[:-1], self.heads)], dim=-1)
         if self.self_attn is not None:
             q = self.self_attn_layer_norm(x)
-            x, _ = self.self_attn(q, q, q, key_padding_mask=self_attn_padding_mask, attn_mask=self_attn_mask,
-                                  need_weights=False)
-            x = _drop(x, drop_self)
+            x, _ = self.self_attn(q, q, q, key_padding_mask=context.self_attn_padding_mask,
+                                  attn_mask=context.self_attn_mask, need_weights=False)
+            x = _drop(x, dropout.self_attn)
         if self.encoder_attn is not None:
-            x, _ = self.encoder_attn(self.encoder_attn_layer_norm(x), memory, memory,
-                                     key_padding_mask=memory_padding_mask, need_weights=False)
-            x = _drop(x, drop_cross)
-        x = _drop(self.activation_fn(self.fc1(self.final_layer_norm(x))), drop_hidden)
-        x = _drop(self.fc2(x), drop_out)
+            x, _ = self.encoder_attn(self.encoder_attn_layer_norm(x), context.memory, context.memory,
+                                     key_padding_mask=context.memory_padding_mask, need_weights=False)
+            x = _drop(x, dropout.cross_attn)
+        x = _drop(self.activation_fn(self.fc1(self.final_layer_norm(x))), dropout.ffn_hidden)
+        x = _drop(self.fc2(x), dropout.ffn_out)
         # Padding positions do not move, so they never change the real positions' result.
-        return x if keep is None else x * keep
+        return x if context.keep is None else x * context.keep

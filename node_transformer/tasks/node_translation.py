@@ -39,6 +39,8 @@ class NODETranslationConfig(TranslationConfig):
 class NODETranslationTask(TranslationTask):
     """Translation with Neural-ODE models: logs ``nfe_{enc,dec}_{fwd,bwd}`` and ``node_budget_skips``."""
 
+    owns_node_policies = True  # the model warns when built by a task without it
+
     def __init__(self, cfg, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
         if cfg.node_max_consecutive_skips < 1:
@@ -137,10 +139,9 @@ class NODETranslationTask(TranslationTask):
     def _report_generation_nfe(self):
         counts = self.generation_nfe
         n = counts["sentences"]
-        parts = [f"{nfe.SIDES[side]} {counts[side] / n:.1f}" for side in ("enc", "dec") if counts[side]]
-        if parts:
-            steps = f" over {counts['steps'] / n:.1f} decoder solves (one per generated token)" if counts["dec"] else ""
-            print(f"NODE NFE per sentence ({n} sentences): " + ", ".join(parts) + steps, flush=True)
+        per_sentence = {nfe.SIDES[side]: counts[side] / n for side in nfe.SIDES if counts[side]}
+        if per_sentence:
+            print(nfe.format_generation_nfe(n, per_sentence, counts["steps"] / n), flush=True)
 
     # -- checkpoints ------------------------------------------------------------------------------
 

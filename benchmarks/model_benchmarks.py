@@ -1,0 +1,117 @@
+"""Benchmarks of whole fairseq models (node_transformer_tiny) on the synthetic reverse-the-sequence task:
+the seminorm adjoint in training, the cost of a training update per experiment, and beam-search generation."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from fairseq.sequence_generator import SequenceGenerator
+
+from node_transformer.experiment_config import read_flag_groups
+from node_transformer.synthetic import build, first_batch, preprocess, write_reverse_corpus
+from report import Table, timed
+from solver_benchmarks import SEMINORM_HEADER, block_seminorm_rows, seminorm_row
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+UPDATE_WORKER = Path(__file__).resolve().with_name("update_worker.py")
+# The config flags that shape the model and its solves; data, optimiser and logging flags stay out.
+MODEL_FLAGS = {"--arch", "--encoder-layers", "--decoder-layers", "--node-encoder", "--node-decoder", "--node-rtol",
+               "--node-atol", "--node-augment-dims", "--node-separated-decoder", "--node-time-dependent", "--dropout"}
+QUICK_EXPERIMENTS = ["transformer_1layer", "node_full_tol1e-2", "node_separated_aug1"]
+FULL_EXPERIMENTS = ["transformer_1layer", "transformer_6layer", "transformer_tiny", "node_full_tol1e-3",
+                    "node_full_tol1e-2", "node_full_aug1", "node_decoder_aug1", "node_separated_aug1",
+                    "node_separated_aug1_timedep", "node_separated_aug1_weightdecay"]
+NODE_DECODER = ["--encoder-layers", "1", "--node-decoder"]
+
+
+def synthetic_data(root, quick):
+    """Binarised reverse-the-sequence data under ROOT/bin, made once and reused."""
+    if (root / "bin" / "dict.src.txt").exists():
+        return root / "bin"
+    n = 200 if quick else 2000
+    text = write_reverse_corpus(root / "text", {"train": n, "valid": 20, "test": 40}, vocab=500, min_len=8,
+                                max_len=20)
+    return preprocess(text, root / "bin")
+
+
+def update_cost(data, flags, batch_size, repeats):
+    """Seconds, NFE per solve and peak RSS of training updates, measured in a fresh process."""
+    command = [sys.executable, str(UPDATE_WORKER), "--data", str(data), "--batch-size", str(batch_size),
+               "--repeats", str(repeats), "--", *flags]
+    proc = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def experiment_model_flags(name):
+    """configs/NAME.args reduced to its MODEL_FLAGS, as {flag: value words}."""
+    groups = read_flag_groups(CONFIGS / f"{name}.args")
+    return {flag: values for flag, values in groups.items() if flag in MODEL_FLAGS}
+
+
+def seminorm(data, size, quick, repeats):
+    """3. Backward NFE and time with and without the seminorm, on the block function and a model's decoder."""
+    rows = block_seminorm_rows(size, repeats)
+    for tol in ("1e-2", "1e-3"):
+        nfe, seconds = {}, {}
+        for semi in (False, True):
+            flags = [*NODE_DECODER, "--node-rtol", tol, "--node-atol", tol]
+            flags += ["--node-adjoint-seminorm"] if semi else []
+            result = update_cost(data, flags, 16 if quick else 64, repeats)
+            nfe[semi], seconds[semi] = result["nfe"]["dec"][1], result["seconds"]
+        rows.append(seminorm_row(f"node_transformer_tiny decoder, {tol}", nfe, seconds, nfe_format="{:.1f}"))
+    return Table("seminorm", "3. Seminorm adjoint: backward NFE and time of one forward+backward", SEMINORM_HEADER,
+                 rows, note="Target: backward NFE ratio <= 0.7.")
+
+
+def update_costs(data, quick, repeats):
+    """4. Seconds, NFE and peak RSS of one training update for each experiment config, and as tolerance tightens."""
+    batch = 16 if quick else 64
+    rows, baseline = [], None
+    for name in QUICK_EXPERIMENTS if quick else FULL_EXPERIMENTS:
+        groups = experiment_model_flags(name)
+        flags = [word for flag, values in groups.items() for word in (flag, *values)]
+        modes = ["adjoint", "backprop"] if groups.keys() & {"--node-encoder", "--node-decoder"} else ["-"]
+        for mode in modes:
+            extra = [] if mode == "-" else ["--node-gradient", mode]
+            r = update_cost(data, flags + extra, batch, repeats)
+            baseline = baseline or r["seconds"]
+            nfe = ", ".join(f"{side} {f:.0f}/{b:.0f}" for side, (f, b) in r["nfe"].items()) or "-"
+            rows.append([name, mode, f"{r['seconds']:.3f}", f"{r['seconds'] / baseline:.1f}", nfe,
+                         f"{r['peak_mb']:.0f}"])
+    # Peak memory as NFE grows: tighter tolerances mean more steps; adjoint memory should stay flat.
+    for tol in (["1e-2", "1e-4"] if quick else ["1e-2", "1e-4", "1e-6"]):
+        for mode in ("adjoint", "backprop"):
+            r = update_cost(data, [*NODE_DECODER, "--node-rtol", tol, "--node-atol", tol, "--node-gradient", mode],
+                            batch, 1)
+            rows.append([f"node decoder, tol {tol}", mode, f"{r['seconds']:.3f}", f"{r['seconds'] / baseline:.1f}",
+                         f"dec {r['nfe']['dec'][0]:.0f}/{r['nfe']['dec'][1]:.0f}", f"{r['peak_mb']:.0f}"])
+    return Table("update_cost", f"4. Cost of one training update (batch of {batch} synthetic sentences, "
+                 "embed 128, FFN 256, 4 heads)",
+                 ["experiment", "gradient", "s/update", "x transformer_1layer", "NFE per solve fwd/bwd",
+                  "peak RSS MB"], rows,
+                 note="Peak RSS is the whole process's (model, data, Python), each row in a fresh process.")
+
+
+def generation(data, quick):
+    """5. Sentences per second of beam-5 search (fairseq's SequenceGenerator, as fairseq-generate uses it),
+    random weights, every output forced to the same length so that both models do the same steps."""
+    rows, baseline = [], None
+    length = 8 if quick else 20
+    sentences = 8 if quick else 40
+    for label, flags in [("transformer_1layer", ["--encoder-layers", "1", "--decoder-layers", "1"]),
+                         ("node decoder (separated, aug 1)", [*NODE_DECODER, "--node-separated-decoder",
+                                                              "--node-augment-dims", "1"]),
+                         ("node decoder", NODE_DECODER)]:
+        task, model, _ = build(data, *flags)
+        model.eval()
+        sample = first_batch(task, "test", sentences)
+        generator = SequenceGenerator([model], task.target_dictionary, beam_size=5, min_len=length,
+                                      max_len_a=0, max_len_b=length)
+        seconds, _ = timed(lambda: generator.generate([model], sample), 1)
+        baseline = baseline or sentences / seconds
+        rows.append([label, f"{sentences / seconds:.1f}", f"{(sentences / seconds) / baseline:.2f}"])
+    return Table("generation", f"5. Generation: beam 5, {sentences} sentences, {length} output tokens each",
+                 ["model", "sentences/s", "x transformer_1layer"], rows)

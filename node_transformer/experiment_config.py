@@ -1,0 +1,68 @@
+"""Experiment files (``configs/*.args``): fairseq command-line flags, the one reader of their format.
+
+A file holds flags, one or more per line, split like a shell would split them (quotes work), with
+``#`` comments. A line ``@OTHER.args`` includes another file (its path relative to the including
+file): its flags come first, and a flag the including file sets again replaces the included value.
+So shared settings live in one file (``configs/base/multi30k.args``) and each experiment names only
+what it changes.
+
+    python -m node_transformer.experiment_config configs/demo.args   # the flags, one word per line
+"""
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+INCLUDE_PREFIX = "@"
+
+
+def read_flag_groups(path, _including=()) -> Dict[str, List[str]]:
+    """{flag: its value words} in order of first appearance, includes resolved."""
+    path = Path(path)
+    if path.resolve() in _including:
+        raise ValueError(f"{path}: includes itself (through {' -> '.join(str(p) for p in _including)})")
+    if not path.is_file():
+        where = f" (included from {_including[-1]})" if _including else ""
+        raise FileNotFoundError(f"no config file '{path}'{where}")
+    groups: Dict[str, List[str]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        words = shlex.split(line, comments=True)
+        if words and words[0].startswith(INCLUDE_PREFIX):
+            if len(words) != 1:
+                raise ValueError(f"{path}:{number}: an include line holds one file name, got {line.strip()!r}")
+            included = path.parent / words[0][len(INCLUDE_PREFIX):]
+            groups.update(read_flag_groups(included, (*_including, path.resolve())))
+            continue
+        for word in words:
+            if word.startswith("--"):
+                current = word
+                groups.pop(current, None)  # set again: replaces, and moves after what it overrides
+                groups[current] = []
+            elif not groups:
+                raise ValueError(f"{path}:{number}: {word!r} comes before any --flag")
+            else:
+                groups[current].append(word)
+    return groups
+
+
+def read_flags(path) -> List[str]:
+    """The file's flags as command-line words, includes resolved."""
+    return [word for flag, values in read_flag_groups(path).items() for word in (flag, *values)]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m node_transformer.experiment_config",
+                                     description="Print an experiment file's fairseq flags, one word per line.")
+    parser.add_argument("config", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        words = read_flags(args.config)
+    except (OSError, ValueError) as error:
+        parser.exit(2, f"{parser.prog}: {error}\n")
+    sys.stdout.write("".join(word + "\n" for word in words))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The experiment-file format: flags, comments, quoting, includes and overrides (node_transformer.experiment_config)."""
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO
+from node_transformer.experiment_config import read_flag_groups, read_flags
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_include_comes_first_and_the_including_file_overrides(tmp_path):
+    write(tmp_path / "base" / "shared.args", "# shared\n--lr 0.001 --dropout 0.3\n--share-all-embeddings\n--max-tokens 4096\n")
+    config = write(tmp_path / "exp.args", "# mine\n@base/shared.args\n--node-decoder\n--dropout 0.1  # less\n")
+    assert read_flags(config) == ["--lr", "0.001", "--share-all-embeddings", "--max-tokens", "4096",
+                                  "--node-decoder", "--dropout", "0.1"]
+
+
+def test_quotes_keep_a_value_whole_and_negative_numbers_are_values(tmp_path):
+    config = write(tmp_path / "exp.args", "--eval-bleu-args '{\"beam\": 1}'\n--adam-betas (0.9,0.98)\n--min-lr -1\n")
+    assert read_flag_groups(config) == {"--eval-bleu-args": ['{"beam": 1}'], "--adam-betas": ["(0.9,0.98)"],
+                                        "--min-lr": ["-1"]}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("@missing.args\n", "no config file"),
+    ("@exp.args\n", "includes itself"),
+    ("0.1 --lr\n", "comes before any --flag"),
+    ("@a.args @b.args\n", "one file name"),
+])
+def test_bad_files_name_the_problem(tmp_path, text, message):
+    config = write(tmp_path / "exp.args", text)
+    with pytest.raises((OSError, ValueError), match=message):
+        read_flags(config)
+
+
+def test_every_experiment_builds_on_the_shared_file():
+    shared = read_flag_groups(REPO / "configs" / "base" / "multi30k.args")
+    for config in sorted((REPO / "configs").glob("*.args")):
+        lines = config.read_text().splitlines()
+        assert "@base/multi30k.args" in lines, config.name
+        flags = read_flag_groups(config)
+        own = {flag for line in lines if not line.startswith(("#", "@")) for flag in line.split() if flag.startswith("--")}
+        assert set(shared) <= set(flags) and flags.keys() - shared.keys() <= own, config.name
+
+
+def test_command_line_prints_the_words_and_fails_cleanly(tmp_path):
+    config = write(tmp_path / "exp.args", "--lr 0.1\n")
+    run = [sys.executable, "-m", "node_transformer.experiment_config"]
+    proc = subprocess.run([*run, str(config)], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.splitlines() == ["--lr", "0.1"]
+    proc = subprocess.run([*run, str(tmp_path / "none.args")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "no config file" in proc.stderr
