@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BENCHMARKS = ["overhead", "solver_share", "seminorm", "update_cost", "generation"]
-ON_SYNTHETIC_DATA = {"seminorm", "update_cost", "generation"}
+BENCHMARKS = ["overhead", "solver_share", "seminorm", "update_cost", "generation", "gradient_modes"]
+MULTI30K = Path(__file__).resolve().parents[1] / "data" / "multi30k_en_de" / "bin"
+ON_SYNTHETIC_DATA = {"seminorm", "update_cost", "generation", "gradient_modes"}
 
 
 def parse_args(argv=None):
@@ -23,13 +24,16 @@ def parse_args(argv=None):
                                                  "benchmarks/results/quick with --quick)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/node-transformer-bench"),
                         help="where the synthetic benchmark data is kept")
+    parser.add_argument("--multi30k", type=Path, default=MULTI30K,
+                        help="binarised Multi30k for gradient_modes (default data/multi30k_en_de/bin); "
+                             "without it, and with --quick, the synthetic data")
     args = parser.parse_args(argv)
     if args.out is None:
         args.out = RESULTS / ("quick" if args.quick else "")
     return args
 
 
-def run_benchmarks(only, quick, work):
+def run_benchmarks(only, quick, work, multi30k):
     """Yield the tables of the benchmarks named in ``only``, in BENCHMARKS order, each as soon as it is done."""
     # Imported here so that --help needs neither torch nor fairseq.
     import model_benchmarks
@@ -51,6 +55,10 @@ def run_benchmarks(only, quick, work):
             yield model_benchmarks.update_costs(data, quick, model_repeats)
         if "generation" in only:
             yield model_benchmarks.generation(data, quick)
+        if "gradient_modes" in only:
+            on_multi30k = not quick and (multi30k / "dict.en.txt").is_file()
+            yield model_benchmarks.gradient_modes(multi30k if on_multi30k else data, on_multi30k, quick,
+                                                  model_repeats)
 
 
 def main(argv=None):
@@ -58,7 +66,7 @@ def main(argv=None):
     logging.disable(logging.WARNING)
     from report import publish
 
-    for table in run_benchmarks(set(args.only or BENCHMARKS), args.quick, args.work):
+    for table in run_benchmarks(set(args.only or BENCHMARKS), args.quick, args.work, args.multi30k):
         publish(table, args.out)
     return 0
 

@@ -21,7 +21,8 @@ MODEL_FLAGS = {"--arch", "--encoder-layers", "--decoder-layers", "--node-encoder
 QUICK_EXPERIMENTS = ["transformer_1layer", "node_full_tol1e-2", "node_separated_aug1"]
 FULL_EXPERIMENTS = ["transformer_1layer", "transformer_6layer", "transformer_tiny", "node_full_tol1e-3",
                     "node_full_tol1e-2", "node_full_aug1", "node_decoder_aug1", "node_separated_aug1",
-                    "node_separated_aug1_timedep", "node_separated_aug1_weightdecay"]
+                    "node_separated_aug1_timedep", "node_separated_aug1_weightdecay", "node_fast_rk4",
+                    "node_fast_separated_midpoint", "node_fast_separated_euler"]
 NODE_DECODER = ["--encoder-layers", "1", "--node-decoder"]
 
 
@@ -45,10 +46,15 @@ def update_cost(data, flags, batch_size, repeats):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def experiment_model_flags(name):
-    """configs/NAME.args reduced to its MODEL_FLAGS, as {flag: value words}."""
+def experiment_model_flags(name, leave_out=()):
+    """configs/NAME.args reduced to its MODEL_FLAGS and --node-* flags, as {flag: value words}."""
     groups = read_flag_groups(CONFIGS / f"{name}.args")
-    return {flag: values for flag, values in groups.items() if flag in MODEL_FLAGS}
+    return {flag: values for flag, values in groups.items()
+            if (flag in MODEL_FLAGS or flag.startswith("--node-")) and flag not in leave_out}
+
+
+def words(groups):
+    return [word for flag, values in groups.items() for word in (flag, *values)]
 
 
 def seminorm(data, size, quick, repeats):
@@ -72,7 +78,7 @@ def update_costs(data, quick, repeats):
     rows, baseline = [], None
     for name in QUICK_EXPERIMENTS if quick else FULL_EXPERIMENTS:
         groups = experiment_model_flags(name)
-        flags = [word for flag, values in groups.items() for word in (flag, *values)]
+        flags = words(groups)
         modes = ["adjoint", "backprop"] if groups.keys() & {"--node-encoder", "--node-decoder"} else ["-"]
         for mode in modes:
             extra = [] if mode == "-" else ["--node-gradient", mode]
@@ -101,12 +107,19 @@ def generation(data, quick):
     rows, baseline = [], None
     length = 8 if quick else 20
     sentences = 8 if quick else 40
-    for label, flags in [("transformer_1layer", ["--encoder-layers", "1", "--decoder-layers", "1"]),
-                         ("node decoder (separated, aug 1)", [*NODE_DECODER, "--node-separated-decoder",
-                                                              "--node-augment-dims", "1"]),
-                         ("node decoder", NODE_DECODER)]:
+    rk4 = [*NODE_DECODER, "--node-method", "rk4", "--node-step-size", "1.0"]
+    for label, flags, incremental in [
+        ("transformer_1layer", ["--encoder-layers", "1", "--decoder-layers", "1"], True),
+        ("node decoder (separated, aug 1), dopri5: full prefix", [*NODE_DECODER, "--node-separated-decoder",
+                                                                  "--node-augment-dims", "1"], False),
+        ("node decoder, dopri5: full prefix", NODE_DECODER, False),
+        ("node decoder, rk4 one step: full prefix", rk4, False),
+        ("node decoder, rk4 one step: incremental", rk4, True),
+    ]:
         task, model, _ = build(data, *flags)
         model.eval()
+        if model.node_blocks():
+            model.decoder.incremental = incremental
         sample = first_batch(task, "test", sentences)
         generator = SequenceGenerator([model], task.target_dictionary, beam_size=5, min_len=length,
                                       max_len_a=0, max_len_b=length)
@@ -115,3 +128,30 @@ def generation(data, quick):
         rows.append([label, f"{sentences / seconds:.1f}", f"{(sentences / seconds) / baseline:.2f}"])
     return Table("generation", f"5. Generation: beam 5, {sentences} sentences, {length} output tokens each",
                  ["model", "sentences/s", "x transformer_1layer"], rows)
+
+
+GRADIENT_MODES = {
+    "adjoint": ["--node-gradient", "adjoint"],
+    "adjoint + seminorm": ["--node-gradient", "adjoint", "--node-adjoint-seminorm"],
+    "backprop": ["--node-gradient", "backprop"],
+}
+QUICK_GRADIENT_EXPERIMENTS = ["demo", "node_fast_rk4"]
+FULL_GRADIENT_EXPERIMENTS = ["demo", "node_fast_rk4", "node_fast_separated_midpoint", "node_fast_separated_euler"]
+
+
+def gradient_modes(data, on_multi30k, quick, repeats):
+    """6. Seconds per update and peak RSS of each way through the solver, for the NODE configs, on real
+    Multi30k batches where they are prepared."""
+    batch = 16 if quick else 128
+    rows = []
+    for name in QUICK_GRADIENT_EXPERIMENTS if quick else FULL_GRADIENT_EXPERIMENTS:
+        flags = words(experiment_model_flags(name, leave_out={"--node-gradient", "--node-adjoint-seminorm"}))
+        for mode, mode_flags in GRADIENT_MODES.items():
+            r = update_cost(data, flags + mode_flags, batch, repeats)
+            nfe = ", ".join(f"{side} {f:.0f}/{b:.0f}" for side, (f, b) in r["nfe"].items())
+            rows.append([name, mode, f"{r['seconds']:.3f}", nfe, f"{r['peak_mb']:.0f}"])
+    where = "Multi30k training sentences" if on_multi30k else "synthetic sentences"
+    return Table("gradient_modes", f"6. Gradients through the solver: one training update, the first {batch} {where}",
+                 ["config", "gradient", "s/update", "NFE per solve fwd/bwd", "peak RSS MB"], rows,
+                 note="Each row in a fresh process; the config's own --node-gradient is replaced by the row's.")
+

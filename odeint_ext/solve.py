@@ -84,13 +84,56 @@ def _tensors_in(args):
             yield from _tensors_in(arg)
 
 
-def _gradient_inputs(func, args):
-    """Everything the adjoint must differentiate: func's parameters and each floating tensor
-    argument that requires grad, once each (a tensor passed twice, e.g. as key and value, must not
-    receive its gradient twice)."""
-    arg_tensors = [a for a in _tensors_in(args) if a.is_floating_point() and a.requires_grad]
-    params = [p for p in func.parameters() if p.requires_grad]
-    return _unique_tensors(params + arg_tensors)
+def _replace_tensors(args, replacement):
+    """``args`` with each tensor whose id is in ``replacement`` replaced, tuples and lists rebuilt."""
+    def replace(arg):
+        if isinstance(arg, torch.Tensor):
+            return replacement.get(id(arg), arg)
+        if isinstance(arg, tuple) and hasattr(arg, "_fields"):
+            return type(arg)(*map(replace, arg))
+        if isinstance(arg, (tuple, list)):
+            return type(arg)(map(replace, arg))
+        return arg
+
+    return tuple(map(replace, args))
+
+
+def _gradient_arguments(args):
+    """Each floating tensor argument that requires grad, once (a tensor passed twice, e.g. as key and
+    value, must not receive its gradient twice)."""
+    return _unique_tensors(a for a in _tensors_in(args) if a.is_floating_point() and a.requires_grad)
+
+
+class _AdjointOnArgumentLeaves(torch.autograd.Function):
+    """The adjoint solve run with the tensor arguments as leaves; their gradients go back out once.
+
+    torchdiffeq differentiates f with respect to each of ``adjoint_params`` through the whole graph
+    behind it. An argument computed from another argument, or from func's own parameters (keys and
+    values projected from an encoder output by func's layers), would then have their shared path
+    counted twice: once inside the adjoint, once when its own gradient flows back. Inside this node
+    the arguments are detached leaves, independent of each other and of the parameters; autograd
+    carries their gradients on through the graph outside, like any other node's.
+    """
+
+    @staticmethod
+    def forward(ctx, solve, num_params, y0, t, *inputs):
+        params, arguments = inputs[:num_params], inputs[num_params:]
+        with torch.enable_grad():
+            y0_leaf = y0.detach().requires_grad_(y0.requires_grad)
+            t_leaf = t.detach().requires_grad_(t.requires_grad)
+            leaves = [a.detach().requires_grad_() for a in arguments]
+            solution = solve(y0_leaf, t_leaf, params, leaves)
+        ctx.graph = solution, [y0_leaf, t_leaf, *params, *leaves]
+        return solution.detach()
+
+    @staticmethod
+    def backward(ctx, grad_solution):
+        solution, inputs = ctx.graph
+        wanted = [x for x in inputs if x.requires_grad]
+        # The inner graph is small (torchdiffeq keeps its solution and inputs); keeping it lets a caller
+        # backward twice (retain_graph, gradcheck). It goes when the outer graph does.
+        grads = iter(torch.autograd.grad(solution, wanted, grad_solution, allow_unused=True, retain_graph=True))
+        return (None, None, *(next(grads) if x.requires_grad else None for x in inputs))
 
 
 def _split_budget(options):
@@ -169,16 +212,20 @@ def odeint_ext(
         stats.solves += 1
     if not adjoint:
         return odeint(dynamics, y0, t, rtol=rtol, atol=atol, method=method, options=options)
-    solution = odeint_adjoint(
-        dynamics,
-        y0,
-        t,
-        rtol=rtol,
-        atol=atol,
-        method=method,
-        options=options,
-        adjoint_options=adjoint_options,
-        adjoint_params=_gradient_inputs(func, args),
-    )
+    params = tuple(p for p in func.parameters() if p.requires_grad)
+    arguments = _gradient_arguments(args)
+
+    def solve(y0, t, params, arguments):
+        return odeint_adjoint(dynamics, y0, t, rtol=rtol, atol=atol, method=method, options=options,
+                              adjoint_options=adjoint_options, adjoint_params=(*params, *arguments))
+
+    if arguments and torch.is_grad_enabled():
+        def solve_on_leaves(y0, t, params, leaves):
+            dynamics.args = _replace_tensors(args, {id(a): leaf for a, leaf in zip(arguments, leaves)})
+            return solve(y0, t, params, leaves)
+
+        solution = _AdjointOnArgumentLeaves.apply(solve_on_leaves, len(params), y0, t, *params, *arguments)
+    else:
+        solution = solve(y0, t, params, arguments)
     dynamics.direction = BACKWARD
     return solution

@@ -1,5 +1,6 @@
 """Prepare Multi30k task 1 EN-DE for fairseq: verify, lowercase, Moses-normalise and tokenise, joint BPE,
-binarise. Run through scripts/prepare_multi30k.sh (see its --help)."""
+binarise. Run through scripts/prepare_multi30k.sh (see its --help). The text preparation itself is
+node_transformer/text.py's, which translation applies to new sentences too."""
 import argparse
 import gzip
 import hashlib
@@ -21,7 +22,6 @@ SPLITS = {  # Multi30k file stem -> fairseq split name
 }
 LANGS = ("en", "de")
 DOWNLOAD_URL = "https://github.com/multi30k/dataset/raw/master/data/task1/raw/{name}"
-RECIPE_VERSION = 1
 
 
 class PrepareError(Exception):
@@ -77,13 +77,6 @@ def verify_checksums(files, src_dir):
             raise PrepareError(f"{path}: checksum mismatch with {sums}")
 
 
-def tokenize(lines, lang):
-    from sacremoses import MosesPunctNormalizer, MosesTokenizer
-
-    normalizer, tokenizer = MosesPunctNormalizer(lang=lang), MosesTokenizer(lang=lang)
-    return [tokenizer.tokenize(normalizer.normalize(line.lower()), escape=False, return_str=True) for line in lines]
-
-
 def write(path, lines):
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
@@ -92,6 +85,8 @@ def prepare(src_dir, out, merges, workers, fairseq_preprocess):
     download_dir = out.parent / (out.name + ".downloads")
     files = fetch(src_dir, download_dir)
     verify_checksums(files, src_dir or download_dir)
+    from node_transformer.text import RECIPE_VERSION, moses_tokenize
+
     stamp = {"recipe": RECIPE_VERSION, "merges": merges,
              "inputs": {name: sha256(path) for name, path in sorted(files.items())}}
     stamp_file = out / "prepared.json"
@@ -116,7 +111,7 @@ def prepare(src_dir, out, merges, workers, fairseq_preprocess):
             for lang in LANGS:
                 print(f"tokenizing {stem}.{lang} ({len(lines[lang])} lines)", flush=True)
                 write(work / "raw" / f"{SPLITS[stem]}.{lang}", lines[lang])
-                texts[stem, lang] = tokenize(lines[lang], lang)
+                texts[stem, lang] = moses_tokenize(lines[lang], lang)
                 write(work / "tok" / f"{SPLITS[stem]}.{lang}", texts[stem, lang])
 
         from subword_nmt.apply_bpe import BPE

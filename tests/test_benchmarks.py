@@ -10,7 +10,8 @@ def test_quick_benchmarks_produce_their_tables(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench.py"), "--quick", "--out", tmp_path / "out",
                            "--work", tmp_path / "work"], capture_output=True, text=True, timeout=900, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    expected_rows = {"overhead": 1, "solver_share": 2, "seminorm": 4, "update_cost": 9, "generation": 3}
+    expected_rows = {"overhead": 1, "solver_share": 2, "seminorm": 4, "update_cost": 9, "generation": 5,
+                     "gradient_modes": 6}
     for name, rows in expected_rows.items():
         text = (tmp_path / "out" / f"{name}.md").read_text()
         assert text in proc.stdout

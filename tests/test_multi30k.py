@@ -104,10 +104,12 @@ def test_scripts_explain_bad_arguments(tmp_path):
         ("prepare_multi30k.sh", ["--src-dir", tmp_path / "none"], "is not a directory"),
         ("install.sh", ["--bogus"], "unknown argument"),
         ("demo.sh", ["extra"], "Usage:"),
+        ("translate.sh", [], "Usage: scripts/translate.sh"),
+        ("translate.sh", [tmp_path / "no-run"], "no run directory"),
     ]:
         proc = script(name, *args, check=False)
         assert proc.returncode != 0 and message in proc.stderr, (name, proc.stderr)
-    for name in ("train.sh", "generate.sh", "prepare_multi30k.sh", "demo.sh", "install.sh", "test.sh"):
+    for name in ("train.sh", "generate.sh", "prepare_multi30k.sh", "demo.sh", "install.sh", "test.sh", "translate.sh"):
         proc = script(name, "--help")
         assert "Usage" in proc.stdout or "usage" in proc.stdout, name
 
@@ -123,11 +125,11 @@ def bare_python(directory):
 def test_help_works_before_install(tmp_path):
     bare = bare_python(tmp_path / "bare")
     env = {"PYTHON": str(tmp_path / "no-python"), "PATH": f"{bare.parent}{os.pathsep}{os.environ['PATH']}"}
-    for name in ("install.sh", "test.sh", "train.sh", "generate.sh", "demo.sh", "prepare_multi30k.sh"):
+    for name in ("install.sh", "test.sh", "train.sh", "generate.sh", "demo.sh", "prepare_multi30k.sh", "translate.sh"):
         proc = script(name, "--help", env=env, check=False)
         assert proc.returncode == 0 and "usage" in proc.stdout.lower(), (name, proc.stderr)
     bare_env = {key: value for key, value in ENV.items() if key != "PYTHONPATH"}
-    for path in ("scripts/score.py", "scripts/multi30k.py"):
+    for path in ("scripts/score.py", "scripts/multi30k.py", "scripts/translate.py"):
         proc = subprocess.run([bare, REPO / path, "--help"], capture_output=True, text=True, env=bare_env,
                               cwd=tmp_path)
         assert proc.returncode == 0 and "usage" in proc.stdout.lower(), (path, proc.stderr)
@@ -173,3 +175,81 @@ def test_train_generate_and_score_the_demo(prepared, tmp_path):
         assert "case:lc" in result["sacrebleu_signature"]
         assert result["nfe_per_sentence"]["decoder"] > 0
     assert "test2016_flickr" in proc.stdout and "sacreBLEU signature" in proc.stdout
+
+
+EXAMPLE = "A man in a blue shirt is riding a bike down the street."
+
+
+@pytest.fixture(scope="module")
+def trained_run(prepared, tmp_path_factory):
+    """A few updates of node_fast_rk4 through scripts/train.sh."""
+    runs = tmp_path_factory.mktemp("runs")
+    script("train.sh", REPO / "configs" / "node_fast_rk4.args", "--max-update", "6", "--log-interval", "1",
+           env={"DATA": str(prepared / "bin"), "RUNS": str(runs)})
+    return runs / "node_fast_rk4"
+
+
+def translate_script(run, *args, stdin=b""):
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "translate.sh"), str(run), *map(str, args)], input=stdin,
+                          capture_output=True, env=ENV, cwd=REPO, timeout=600)
+    return proc.returncode, proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8", "replace")
+
+
+def test_a_run_records_what_translation_needs(prepared, trained_run):
+    recorded = trained_run / "data"
+    for name, original in [("dict.en.txt", prepared / "bin" / "dict.en.txt"), ("dict.de.txt", prepared / "bin" / "dict.de.txt"),
+                           ("bpe.codes", prepared / "bpe" / "codes"), ("prepared.json", prepared / "prepared.json")]:
+        assert (recorded / name).read_bytes() == original.read_bytes(), name
+
+
+def test_typed_english_reaches_the_model_as_training_text_did(trained_run):
+    from node_transformer import hub
+
+    model = hub.load(trained_run)
+    tokens = model.encode(EXAMPLE)
+    assert model.src_dict.unk() not in tokens.tolist()
+    prepared = model.tokenize(EXAMPLE)
+    assert prepared.replace("@@ ", "") == "a man in a blue shirt is riding a bike down the street ."
+
+
+def test_script_and_api_agree_and_keep_the_order(trained_run):
+    from node_transformer import hub
+
+    lines = [EXAMPLE, "", "Two dogs are playing in the snow.", "A woman sings on a stage!"]
+    code, out, err = translate_script(trained_run, "--beam", "3", stdin="\n".join(lines).encode() + b"\n")
+    assert code == 0, err
+    api = hub.load(trained_run).translate(lines, beam=3)
+    assert out.splitlines() == api and len(api) == 4 and api[1] == "" and all(api[i] for i in (0, 2, 3))
+
+
+def test_bad_lines_get_a_message_and_an_empty_line_and_nothing_is_lost(trained_run, tmp_path):
+    from node_transformer import hub
+
+    text = tmp_path / "input.txt"
+    text.write_bytes(EXAMPLE.encode() + b"\n" + b"caf\xe9 latte\n" + ("word " * 1500).encode() + b"\n"
+                     + b"A dog runs.\n")
+    code, out, err = translate_script(trained_run, "--verbose", text)
+    assert code == 0, err
+    outputs = out.splitlines()
+    assert len(outputs) == 4 and outputs[1] == outputs[2] == ""
+    assert "line 2 is not UTF-8" in err and "line 3 is" in err and "the model takes at most" in err
+    assert [outputs[0], outputs[3]] == hub.load(trained_run).translate([EXAMPLE, "A dog runs."])
+    assert "S-1\t" in err and "H-4\t" in err and "NFE-4\tdecoder" in err
+    with pytest.raises(hub.TranslationInputError, match="sentence 2 is .* tokens long"):
+        hub.load(trained_run).translate(["fine", "word " * 1500])
+
+
+def test_a_run_that_recorded_no_data(trained_run, tmp_path, monkeypatch):
+    import shutil
+
+    from node_transformer import hub
+
+    old = tmp_path / "old_run"
+    shutil.copytree(trained_run, old)
+    shutil.rmtree(old / "data")  # as runs trained before node-transformer 0.2
+    assert hub.load(old).translate(EXAMPLE) == hub.load(trained_run).translate(EXAMPLE)  # found via the checkpoint
+    monkeypatch.setattr(hub, "_data_from_checkpoint", lambda cfg: None)  # ... and that data gone too
+    with pytest.raises(FileNotFoundError, match="records no data.*pass the prepared data directory"):
+        hub.load(old)
+    code, _, err = translate_script(old, "--data", tmp_path / "nowhere", stdin=b"A dog.\n")
+    assert code != 0 and "nowhere" in err

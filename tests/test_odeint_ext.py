@@ -181,6 +181,32 @@ def test_tensors_inside_named_tuples_get_their_gradients(solver):
     _assert_same(grads(True), grads(False))
 
 
+@pytest.mark.parametrize("solver", SOLVERS.values(), ids=SOLVERS.keys())
+def test_arguments_computed_from_each_other_and_from_func_parameters(solver):
+    """Keys projected by func's own layer, values computed from the keys: torchdiffeq alone would count
+    the shared paths twice (once inside the adjoint, once on the way back out)."""
+    func = NestedArgs()
+    encoder = nn.Linear(DIM, DIM)
+    src, y0, q = _random(4, DIM), *_leaves(_random(3, DIM), _random(3, DIM))
+
+    def grads(adjoint):
+        keys = func.inner.proj(torch.tanh(encoder(src)))  # depends on func's parameters
+        args = ((q, Memory(keys=keys, values=keys * 2)),)
+        return _grads(func, y0, args, adjoint, solver, extra_params=[q, *encoder.parameters()])
+
+    _assert_same(grads(True), grads(False))
+
+
+def test_adjoint_can_backward_twice_through_a_retained_graph():
+    func = AttentionLike()
+    y0, k = _leaves(_random(3, DIM), _random(4, DIM))
+    out = odeint_ext(func, y0, T, (None, k, k), method="rk4", options={"step_size": 0.1})
+    out.sum().backward(retain_graph=True)
+    first = k.grad.clone()
+    out.sum().backward()
+    torch.testing.assert_close(k.grad, 2 * first)
+
+
 def test_gradcheck_of_adjoint():
     func = AttentionLike()
     for p in func.parameters():

@@ -44,13 +44,15 @@ class NODETransformerEncoder(TransformerEncoder):
 
 
 class NODETransformerDecoder(TransformerDecoder):
-    """A NODE decoder keeps no incremental key/value cache: an adaptive solver's steps depend on the
-    whole state, so each generation step recomputes the full prefix. That makes the scores of step k
-    exactly those of a full forward pass over the first k tokens."""
+    """Generation is exact either way: the scores of step k are those of a full forward pass over the
+    first k tokens. On a fixed grid each step computes the new position alone, through fairseq's
+    incremental state (modules/incremental.py); an adaptive solver's steps depend on the whole state,
+    so there each step recomputes the full prefix. ``incremental`` can be switched off to compare."""
 
     def __init__(self, args, dictionary, embed_tokens, settings):
         self.node_settings = settings
         super().__init__(_one_layer_prenorm(args, "decoder"), dictionary, embed_tokens)
+        self.incremental = not settings.adaptive
 
     def build_decoder_layer(self, cfg, no_encoder_attn=False):
         if self.args.node_separated_decoder:
@@ -60,7 +62,8 @@ class NODETransformerDecoder(TransformerDecoder):
     def extract_features(self, prev_output_tokens, encoder_out, incremental_state=None,
                          full_context_alignment=False, alignment_layer=None, alignment_heads=None):
         return super().extract_features(
-            prev_output_tokens, encoder_out, None, full_context_alignment, alignment_layer, alignment_heads
+            prev_output_tokens, encoder_out, incremental_state if self.incremental else None,
+            full_context_alignment, alignment_layer, alignment_heads,
         )
 
 

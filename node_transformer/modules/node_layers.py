@@ -4,9 +4,11 @@ TransformerEncoder/TransformerDecoder run them in place of their layer stacks.
 Each adapter holds its ODE block as ``ode`` and only translates fairseq's arguments into the block's
 :class:`SolveContext`; the block (``layer.ode``) owns the settings and the NFE counters.
 """
+from fairseq.incremental_decoding_utils import with_incremental_state
 from fairseq.modules import FairseqDropout, LayerNorm, MultiheadAttention
 from torch import nn
 
+from .incremental import EvaluationCaches, reorder_evaluation_caches
 from .ode_block import ODEBlock
 from .ode_function import ODEFunction, SolveContext
 
@@ -54,19 +56,31 @@ class NODEEncoderLayer(NODELayer):
                                         self_attn_padding_mask=encoder_padding_mask))
 
 
+@with_incremental_state
 class NODEDecoderLayer(NODELayer):
-    """The whole decoder stack: dh/dt = FFN(CrossAttn(CausalSelfAttn(h), encoder_out))."""
+    """The whole decoder stack: dh/dt = FFN(CrossAttn(CausalSelfAttn(h), encoder_out)).
+
+    With ``incremental_state`` (generation on a fixed grid, see incremental.py) ``x`` is the newest
+    position alone, and each evaluation's self-attention extends that evaluation's cache."""
 
     def __init__(self, args, settings):
         super().__init__(_ode_block(args, settings, "decoder", self_attention=True, cross_attention=True))
 
     def forward(self, x, encoder_out=None, encoder_padding_mask=None, incremental_state=None,
                 self_attn_mask=None, self_attn_padding_mask=None, **unused):
-        assert incremental_state is None, "a NODE decoder recomputes the whole prefix; it keeps no cache"
+        caches = None
+        if incremental_state is not None:
+            caches = EvaluationCaches(self, incremental_state, self.ode.func.self_attn)
         context = SolveContext(keep=_keep(self_attn_padding_mask, x), self_attn_mask=self_attn_mask,
                                self_attn_padding_mask=self_attn_padding_mask, memory=encoder_out,
-                               memory_padding_mask=encoder_padding_mask)
-        return self.ode(x, context), None, None
+                               memory_padding_mask=encoder_padding_mask, self_attn_caches=caches)
+        x = self.ode(x, context)
+        if caches is not None:
+            caches.check_complete()
+        return x, None, None
+
+    def reorder_incremental_state(self, incremental_state, new_order):
+        reorder_evaluation_caches(self, incremental_state, new_order)
 
 
 class SeparatedNODEDecoderLayer(NODELayer):
@@ -84,10 +98,12 @@ class SeparatedNODEDecoderLayer(NODELayer):
 
     def forward(self, x, encoder_out=None, encoder_padding_mask=None, incremental_state=None,
                 self_attn_mask=None, self_attn_padding_mask=None, **unused):
-        assert incremental_state is None, "a NODE decoder recomputes the whole prefix; it keeps no cache"
+        """With ``incremental_state`` (fixed grid) ``x`` is the newest position alone: the classic
+        self-attention caches as fairseq's does, and the ODE, whose positions do not interact, solves
+        for that position only."""
         q = self.self_attn_layer_norm(x)
         attn, _ = self.self_attn(q, q, q, key_padding_mask=self_attn_padding_mask, attn_mask=self_attn_mask,
-                                 need_weights=False)
+                                 incremental_state=incremental_state, need_weights=False)
         x = x + self.dropout_module(attn)
         context = SolveContext(keep=_keep(self_attn_padding_mask, x), memory=encoder_out,
                                memory_padding_mask=encoder_padding_mask)

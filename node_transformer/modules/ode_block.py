@@ -47,10 +47,11 @@ class ODEBlock(nn.Module):
             h0 = torch.cat([x, x.new_zeros(*x.shape[:-1], self.extra_channels)], dim=-1)
         time_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
         ts = torch.tensor(self.settings.ts, dtype=time_dtype, device=x.device)
+        context = self.func.project_memory(context)
         dropout = self.func.sample_dropout_masks(h0, self.dropout, self.activation_dropout)
         kwargs = self.settings.solver_kwargs()
         kwargs["options"] = dict(kwargs["options"], norm=masked_rms_norm(context.keep))
         # The context and the masks go to odeint_ext as arguments, so that the adjoint gives every
-        # tensor in them (the encoder output above all) its gradient.
+        # tensor in them (the memory's keys and values above all) its gradient.
         h = odeint_ext(self.func, h0, ts, (context, dropout), stats=self.stats, name=self.name, **kwargs)[-1]
         return h if self.project_out is None else self.project_out(h)

@@ -6,6 +6,9 @@ from fairseq import utils
 from fairseq.models.transformer import Linear
 from fairseq.modules import LayerNorm, MultiheadAttention
 from torch import nn
+from torch.nn import functional as F
+
+from .incremental import EvaluationCaches
 
 
 class SolveContext(NamedTuple):
@@ -16,6 +19,12 @@ class SolveContext(NamedTuple):
     self_attn_padding_mask: Optional[torch.Tensor] = None  # B x T, True at padding
     memory: Optional[torch.Tensor] = None  # the encoder output, S x B x C
     memory_padding_mask: Optional[torch.Tensor] = None  # B x S, True at padding
+    # The memory projected to the cross-attention's keys and values (B x heads x S x head_dim): they
+    # depend on neither t nor h, so ODEFunction.project_memory computes them once per solve.
+    memory_keys: Optional[torch.Tensor] = None
+    memory_values: Optional[torch.Tensor] = None
+    # Incremental decoding on a fixed grid: the self-attention cache of each evaluation (incremental.py).
+    self_attn_caches: Optional[EvaluationCaches] = None
 
 
 class DropoutMasks(NamedTuple):
@@ -83,18 +92,47 @@ class ODEFunction(nn.Module):
             ffn_out=mask(self.width, dropout),
         )
 
+    def project_memory(self, context: SolveContext) -> SolveContext:
+        """The context with the memory replaced by the cross-attention's keys and values of it (through
+        that attention's own projections), for a whole solve."""
+        if self.encoder_attn is None or context.memory is None:
+            return context
+        attention, memory = self.encoder_attn, context.memory
+        length, batch, _ = memory.shape
+
+        def by_head(x):
+            return x.view(length, batch, attention.num_heads, attention.head_dim).permute(1, 2, 0, 3).contiguous()
+
+        return context._replace(memory=None, memory_keys=by_head(attention.k_proj(memory)),
+                                memory_values=by_head(attention.v_proj(memory)))
+
+    def _cross_attention(self, x, context):
+        """fairseq's encoder-decoder attention on keys and values projected before the solve: its own
+        query and output projections around torch's scaled dot-product attention (fairseq's scaling,
+        head_dim ** -0.5, is that function's default)."""
+        attention = self.encoder_attn
+        length, batch, _ = x.shape
+        query = attention.q_proj(x).view(length, batch, attention.num_heads, attention.head_dim).permute(1, 2, 0, 3)
+        mask = context.memory_padding_mask
+        attend = None if mask is None else ~mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(query, context.memory_keys, context.memory_values, attn_mask=attend)
+        return attention.out_proj(out.permute(2, 0, 1, 3).reshape(length, batch, -1))
+
     def forward(self, t, h, context: SolveContext = SolveContext(), dropout: DropoutMasks = DropoutMasks()):
         x = h
         if self.time_dependent:
             x = torch.cat([x, t.to(x).expand(*x.shape[:-1], self.heads)], dim=-1)
         if self.self_attn is not None:
             q = self.self_attn_layer_norm(x)
+            caches = context.self_attn_caches
             x, _ = self.self_attn(q, q, q, key_padding_mask=context.self_attn_padding_mask,
-                                  attn_mask=context.self_attn_mask, need_weights=False)
+                                  attn_mask=context.self_attn_mask, need_weights=False,
+                                  incremental_state=None if caches is None else caches.next_state())
             x = _drop(x, dropout.self_attn)
         if self.encoder_attn is not None:
-            x, _ = self.encoder_attn(self.encoder_attn_layer_norm(x), context.memory, context.memory,
-                                     key_padding_mask=context.memory_padding_mask, need_weights=False)
+            if context.memory_keys is None:
+                context = self.project_memory(context)
+            x = self._cross_attention(self.encoder_attn_layer_norm(x), context)
             x = _drop(x, dropout.cross_attn)
         x = _drop(self.activation_fn(self.fc1(self.final_layer_norm(x))), dropout.ffn_hidden)
         x = _drop(self.fc2(x), dropout.ffn_out)

@@ -40,6 +40,7 @@ class NODETranslationTask(TranslationTask):
     """Translation with Neural-ODE models: logs ``nfe_{enc,dec}_{fwd,bwd}`` and ``node_budget_skips``."""
 
     owns_node_policies = True  # the model warns when built by a task without it
+    report_generation_nfe_at_exit = True  # fairseq-generate's NFE line; node_transformer.hub reports its own
 
     def __init__(self, cfg, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
@@ -125,7 +126,7 @@ class NODETranslationTask(TranslationTask):
         return hypos
 
     def _count_generation_nfe(self, models, sample):
-        if not self.generation_nfe["sentences"]:
+        if not self.generation_nfe["sentences"] and self.report_generation_nfe_at_exit:
             atexit.register(self._report_generation_nfe)
         sentences = sample["net_input"]["src_tokens"].shape[0]
         self.generation_nfe["sentences"] += sentences

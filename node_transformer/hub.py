@@ -1,0 +1,226 @@
+"""Translate raw text with a trained run, from Python:
+
+    from node_transformer import hub
+    model = hub.load("runs/demo")                       # checkpoint_best.pt; .cuda() moves it
+    model.translate(["A man in a blue shirt is riding a bike down the street."], beam=5)
+
+``load`` returns fairseq's ``GeneratorHubInterface`` whose tokenisation and BPE are the training data's
+own (node_transformer/text.py, with the run's recorded BPE codes and dictionaries), so a sentence typed
+with capitals and punctuation reaches the model as the training sentences did, and the German comes
+back detokenised. ``scripts/translate.sh`` is this, on the command line.
+"""
+import argparse
+import json
+import logging
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from fairseq import checkpoint_utils
+from fairseq.data import data_utils
+from fairseq.hub_utils import GeneratorHubInterface
+
+from . import nfe
+from .text import RECIPE_VERSION, Preparation
+
+logger = logging.getLogger(__name__)
+
+RUN_DATA = "data"  # RUN/data: what scripts/train.sh records of the data a run was trained on
+LANGUAGES = "languages.json"  # fairseq infers the pair from the binarised files, which the run does not keep
+
+
+class TranslationInputError(ValueError):
+    """A sentence the model cannot take; the message names it."""
+
+
+@dataclass
+class Translation:
+    source: str  # the sentence as given
+    prepared: str  # as the model saw it: lowercased, tokenised, BPE-split
+    translation: str
+    score: Optional[float]  # the hypothesis' score (mean log-probability per token, base e)
+    nfe: Dict[str, float]  # NFE per sentence of the batch it was translated in, per NODE side
+
+
+class NODETranslator(GeneratorHubInterface):
+    """fairseq's hub interface with the run's own text preparation."""
+
+    def __init__(self, cfg, task, models, preparation: Preparation):
+        super().__init__(cfg, task, models)
+        self.preparation = preparation
+        task.report_generation_nfe_at_exit = False  # the NFE goes with each Translation instead
+
+    def tokenize(self, sentence: str) -> str:
+        return self.preparation.source(sentence)
+
+    def apply_bpe(self, sentence: str) -> str:
+        return sentence  # Preparation.source did it, with the run's codes
+
+    def detokenize(self, sentence: str) -> str:
+        return self.preparation.target(sentence)
+
+    def remove_bpe(self, sentence: str) -> str:
+        return sentence  # Preparation.target does it
+
+    def problem(self, sentence) -> Optional[str]:
+        """Why the model cannot take ``sentence``, or None."""
+        if not isinstance(sentence, str):
+            return f"a {type(sentence).__name__}, not a str"
+        longest = self.max_positions[0] if isinstance(self.max_positions, tuple) else self.max_positions
+        length = len(self.encode(sentence))
+        if longest is not None and length > longest:
+            return f"{length} tokens long once prepared; the model takes at most {longest}"
+        return None
+
+    def check(self, sentences: List[str]):
+        """Refuse, before translating anything, a sentence the model cannot take."""
+        for number, sentence in enumerate(sentences, 1):
+            problem = self.problem(sentence)
+            if problem is not None:
+                raise TranslationInputError(f"sentence {number} is {problem}")
+
+    def translate_with_details(self, sentences: List[str], beam: int = 5, **kwargs) -> List[Translation]:
+        """Each sentence's translation with its prepared form, score and NFE. An empty (or blank)
+        sentence translates to an empty string without reaching the model."""
+        self.check(sentences)
+        wanted = [i for i, sentence in enumerate(sentences) if sentence.strip()]
+        counts_before = dict(self.task.generation_nfe)
+        hypos = self.generate([self.encode(sentences[i]) for i in wanted], beam, **kwargs) if wanted else []
+        per_sentence = _nfe_per_sentence(counts_before, self.task.generation_nfe)
+        results = [Translation(sentence, "", "", None, {}) for sentence in sentences]
+        for index, best in zip(wanted, (h[0] for h in hypos)):
+            results[index] = Translation(sentences[index], self.tokenize(sentences[index]),
+                                         self.decode(best["tokens"]), float(best["score"]), per_sentence)
+        return results
+
+    def translate(self, sentences: List[str], beam: int = 5, verbose: bool = False, **kwargs) -> List[str]:
+        if isinstance(sentences, str):
+            return self.translate([sentences], beam, verbose, **kwargs)[0]
+        return [t.translation for t in self.translate_with_details(sentences, beam, **kwargs)]
+
+
+def _nfe_per_sentence(before, after):
+    sentences = after["sentences"] - before["sentences"]
+    if not sentences:
+        return {}
+    return {nfe.SIDES[side]: (after[side] - before[side]) / sentences for side in nfe.SIDES
+            if after[side] > before[side]}
+
+
+def record_data(data, run):
+    """Copy into RUN/data what translating needs of the prepared data directory ``data`` (.../bin): the
+    dictionaries, and the BPE codes and recipe of scripts/prepare_multi30k.sh where it made them. Then the
+    run translates wherever data/ goes."""
+    data, record = Path(data), Path(run) / RUN_DATA
+    record.mkdir(parents=True, exist_ok=True)
+    source, target = data_utils.infer_language_pair(str(data))
+    if source is not None:
+        (record / LANGUAGES).write_text(json.dumps({"source_lang": source, "target_lang": target}) + "\n")
+    for dictionary in data.glob("dict.*.txt"):
+        shutil.copyfile(dictionary, record / dictionary.name)
+    prepared = data.parent
+    if (prepared / "bpe" / "codes").is_file() and (prepared / "prepared.json").is_file():
+        shutil.copyfile(prepared / "bpe" / "codes", record / "bpe.codes")
+        shutil.copyfile(prepared / "prepared.json", record / "prepared.json")
+    return record
+
+
+def recorded_data(run: Path) -> Optional[Path]:
+    data = run / RUN_DATA
+    return data if (data / "prepared.json").is_file() else None
+
+
+def _data_from_checkpoint(cfg) -> Optional[Path]:
+    """A run trained before runs recorded their data: the data directory its checkpoint names, if it
+    is still there and was prepared by scripts/prepare_multi30k.sh."""
+    data = Path(str(cfg.task.data).split(":")[0])
+    prepared = data.parent
+    if (prepared / "prepared.json").is_file() and (prepared / "bpe" / "codes").is_file():
+        return data
+    return None
+
+
+def _languages(task_cfg, dicts: Path):
+    """The run's language pair: as configured, else as recorded, else as fairseq infers it from the data."""
+    if task_cfg.source_lang and task_cfg.target_lang:
+        return task_cfg.source_lang, task_cfg.target_lang
+    if (dicts / LANGUAGES).is_file():
+        recorded = json.loads((dicts / LANGUAGES).read_text())
+        return recorded["source_lang"], recorded["target_lang"]
+    source, target = data_utils.infer_language_pair(str(dicts))
+    if source is None:
+        raise FileNotFoundError(f"cannot tell the run's languages: no --source-lang/--target-lang in its checkpoint, "
+                                f"no {dicts / LANGUAGES}, no binarised files in {dicts}")
+    return source, target
+
+
+def _check_recipe(prepared_json: Path):
+    recipe = json.loads(prepared_json.read_text()).get("recipe")
+    if recipe != RECIPE_VERSION:
+        raise RuntimeError(
+            f"{prepared_json}: data prepared by preparation recipe {recipe}, but this node-transformer "
+            f"prepares text by recipe {RECIPE_VERSION}; translations would not match training"
+        )
+
+
+def load(run, checkpoint: str = "checkpoint_best.pt", data=None) -> NODETranslator:
+    """The translator of RUN (a directory written by scripts/train.sh).
+
+    ``checkpoint``: a file name in RUN/checkpoints, or a path. ``data``: a prepared data directory
+    (``.../bin``) for a run that recorded none (trained before node-transformer 0.2) and whose
+    training data has moved.
+    """
+    run = Path(run)
+    path = Path(checkpoint)
+    if not path.is_file():
+        path = run / "checkpoints" / checkpoint
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint {checkpoint} (looked in {run / 'checkpoints'})")
+    state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
+    task_cfg = state["cfg"].task
+    if data is not None:
+        dicts, codes, prepared = Path(data), Path(data).parent / "bpe" / "codes", Path(data).parent / "prepared.json"
+    elif recorded_data(run) is not None:
+        dicts = recorded_data(run)
+        codes, prepared = dicts / "bpe.codes", dicts / "prepared.json"
+    elif _data_from_checkpoint(state["cfg"]) is not None:
+        dicts = _data_from_checkpoint(state["cfg"])
+        codes, prepared = dicts.parent / "bpe" / "codes", dicts.parent / "prepared.json"
+        logger.warning(f"{run} records no data (trained before node-transformer 0.2); using {dicts}, "
+                       "the data its checkpoint was trained on")
+    else:
+        raise FileNotFoundError(
+            f"{run} records no data (trained before node-transformer 0.2: no {run / RUN_DATA}) and the data its "
+            f"checkpoint names ({task_cfg.data}) is gone; pass the prepared data directory, "
+            "e.g. load(run, data='data/multi30k_en_de/bin') or scripts/translate.sh --data DIR"
+        )
+    src, tgt = _languages(task_cfg, dicts)
+    for needed in (dicts / f"dict.{src}.txt", dicts / f"dict.{tgt}.txt", codes, prepared):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{needed} is missing: cannot prepare text as {run} was trained")
+    _check_recipe(prepared)
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(path)], arg_overrides={"data": str(dicts), "source_lang": src, "target_lang": tgt}
+    )
+    return NODETranslator(cfg, task, models, Preparation(codes, src, tgt))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m node_transformer.hub",
+                                     description="Record in RUN/data what translating RUN needs of its data.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    record = commands.add_parser("record", help="copy DATA's dictionaries, BPE codes and recipe into RUN/data")
+    record.add_argument("data", type=Path, help="prepared data directory (.../bin)")
+    record.add_argument("run", type=Path)
+    args = parser.parse_args(argv)
+    if not list(args.data.glob("dict.*.txt")):
+        parser.error(f"no dictionaries (dict.*.txt) in {args.data}")
+    print(f"recorded {record_data(args.data, args.run)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
