@@ -64,35 +64,39 @@ class NODETranslator(GeneratorHubInterface):
     def remove_bpe(self, sentence: str) -> str:
         return sentence  # Preparation.target does it
 
+    def _length_problem(self, tokens) -> Optional[str]:
+        longest = self.max_positions[0] if isinstance(self.max_positions, tuple) else self.max_positions
+        if longest is not None and len(tokens) > longest:
+            return f"{len(tokens)} tokens long once prepared; the model takes at most {longest}"
+        return None
+
     def problem(self, sentence) -> Optional[str]:
         """Why the model cannot take ``sentence``, or None."""
         if not isinstance(sentence, str):
             return f"a {type(sentence).__name__}, not a str"
-        longest = self.max_positions[0] if isinstance(self.max_positions, tuple) else self.max_positions
-        length = len(self.encode(sentence))
-        if longest is not None and length > longest:
-            return f"{length} tokens long once prepared; the model takes at most {longest}"
-        return None
-
-    def check(self, sentences: List[str]):
-        """Refuse, before translating anything, a sentence the model cannot take."""
-        for number, sentence in enumerate(sentences, 1):
-            problem = self.problem(sentence)
-            if problem is not None:
-                raise TranslationInputError(f"sentence {number} is {problem}")
+        return self._length_problem(self.encode(sentence))
 
     def translate_with_details(self, sentences: List[str], beam: int = 5, **kwargs) -> List[Translation]:
         """Each sentence's translation with its prepared form, score and NFE. An empty (or blank)
-        sentence translates to an empty string without reaching the model."""
-        self.check(sentences)
+        sentence translates to an empty string without reaching the model. A sentence the model cannot
+        take raises TranslationInputError naming it, before anything is translated."""
+        prepared, tokens = {}, {}
+        for number, sentence in enumerate(sentences, 1):
+            if not isinstance(sentence, str):
+                raise TranslationInputError(f"sentence {number} is a {type(sentence).__name__}, not a str")
+            prepared[number - 1] = self.tokenize(sentence)  # each sentence prepared once
+            tokens[number - 1] = self.binarize(prepared[number - 1])
+            problem = self._length_problem(tokens[number - 1])
+            if problem is not None:
+                raise TranslationInputError(f"sentence {number} is {problem}")
         wanted = [i for i, sentence in enumerate(sentences) if sentence.strip()]
         counts_before = dict(self.task.generation_nfe)
-        hypos = self.generate([self.encode(sentences[i]) for i in wanted], beam, **kwargs) if wanted else []
+        hypos = self.generate([tokens[i] for i in wanted], beam, **kwargs) if wanted else []
         per_sentence = _nfe_per_sentence(counts_before, self.task.generation_nfe)
         results = [Translation(sentence, "", "", None, {}) for sentence in sentences]
         for index, best in zip(wanted, (h[0] for h in hypos)):
-            results[index] = Translation(sentences[index], self.tokenize(sentences[index]),
-                                         self.decode(best["tokens"]), float(best["score"]), per_sentence)
+            results[index] = Translation(sentences[index], prepared[index], self.decode(best["tokens"]),
+                                         float(best["score"]), per_sentence)
         return results
 
     def translate(self, sentences: List[str], beam: int = 5, verbose: bool = False, **kwargs) -> List[str]:

@@ -33,7 +33,7 @@ class EvaluationCaches:
         self.known = count_evaluations(owner, incremental_state)
 
     def next_state(self) -> IncrementalState:
-        key = f"evaluation_{self.evaluations}"
+        key = _cache_key(self.evaluations)
         self.evaluations += 1
         buffer = self.owner.get_incremental_state(self.incremental_state, key)
         if buffer is None:
@@ -54,9 +54,13 @@ class EvaluationCaches:
             )
 
 
+def _cache_key(evaluation: int) -> str:
+    return f"evaluation_{evaluation}"
+
+
 def count_evaluations(owner: FairseqIncrementalState, incremental_state: IncrementalState) -> int:
     count = 0
-    while owner.get_incremental_state(incremental_state, f"evaluation_{count}") is not None:
+    while owner.get_incremental_state(incremental_state, _cache_key(count)) is not None:
         count += 1
     return count
 
@@ -64,7 +68,7 @@ def count_evaluations(owner: FairseqIncrementalState, incremental_state: Increme
 def reorder_evaluation_caches(owner: FairseqIncrementalState, incremental_state: IncrementalState, new_order):
     """Beam search moved the hypotheses: every evaluation's cache follows (batch is dimension 0)."""
     for evaluation in range(count_evaluations(owner, incremental_state)):
-        buffer = owner.get_incremental_state(incremental_state, f"evaluation_{evaluation}")
+        buffer = owner.get_incremental_state(incremental_state, _cache_key(evaluation))
         for name, value in buffer.items():
             if value is not None:
                 buffer[name] = value.index_select(0, new_order)
