@@ -62,6 +62,20 @@ class NodeConfig(FairseqDataclass):
         False, "adjoint steps judged on the state and its adjoint only, not the parameter adjoints "
                "(Kidger et al. 2021): fewer backward evaluations"
     )
+    node_kinetic_reg: Optional[float] = node_field(
+        None, "RNODE kinetic-energy regulariser: adds LAMBDA x (integral over the solve of ||f(t, h)||^2), summed "
+              "over real positions, to the training loss; integrated with h, logged as node_kinetic_{enc,dec} "
+              "(per position); 0 logs it without adding it"
+    )
+    node_jacobian_reg: Optional[float] = node_field(
+        None, "RNODE Jacobian regulariser: adds LAMBDA x (integral of ||df/dh||_F^2, one Gaussian probe per solve), "
+              "summed over real positions, to the training loss; logged as node_jacobian_{enc,dec}; 0 logs it "
+              "without adding it"
+    )
+    node_steer: float = node_field(
+        0.0, "STEER: each training solve ends at a time drawn uniformly from [T1 - B, T1 + B] (B smaller than the "
+             "last interval of --node-ts); validation and generation end at T1"
+    )
 
 
 NODE_OPTION_NAMES = tuple(f.name for f in fields(NodeConfig))
@@ -114,6 +128,24 @@ def _check_step_size(args, ts):
         )
 
 
+def _check_regularisers(args, ts):
+    for flag in ("node_kinetic_reg", "node_jacobian_reg"):
+        if getattr(args, flag) is not None:
+            checks.check_non_negative_number(getattr(args, flag), "--" + flag.replace("_", "-"))
+    checks.check_non_negative_number(args.node_steer, "--node-steer")
+    last_interval = ts[-1] - ts[-2]
+    if args.node_steer >= last_interval:
+        raise ValueError(
+            f"--node-steer {args.node_steer} must be smaller than the last interval of --node-ts {args.node_ts} "
+            f"({last_interval:g}): the end time must stay after the time before it"
+        )
+    used = [flag for flag, on in (("--node-kinetic-reg", args.node_kinetic_reg is not None),
+                                  ("--node-jacobian-reg", args.node_jacobian_reg is not None),
+                                  ("--node-steer", args.node_steer > 0)) if on]
+    if used and not (args.node_encoder or args.node_decoder):
+        raise ValueError(f"{used[0]} regularises ODE blocks: it needs --node-encoder or --node-decoder")
+
+
 @dataclass(frozen=True)
 class NodeSettings:
     """Validated solver settings shared by every ODE block of a model."""
@@ -128,6 +160,9 @@ class NodeSettings:
     time_dependent: bool
     adjoint: bool
     seminorm: bool
+    kinetic_reg: Optional[float] = None
+    jacobian_reg: Optional[float] = None
+    steer: float = 0.0
 
     @classmethod
     def from_args(cls, args) -> "NodeSettings":
@@ -147,6 +182,7 @@ class NodeSettings:
             raise ValueError(f"--node-gradient must be one of {', '.join(GRADIENT_MODES)}, got {args.node_gradient!r}")
         if args.node_adjoint_seminorm and args.node_gradient != "adjoint":
             raise ValueError("--node-adjoint-seminorm needs --node-gradient adjoint")
+        _check_regularisers(args, ts)
         return cls(
             ts=ts,
             rtol=float(args.node_rtol),
@@ -158,7 +194,19 @@ class NodeSettings:
             time_dependent=bool(args.node_time_dependent),
             adjoint=args.node_gradient == "adjoint",
             seminorm=bool(args.node_adjoint_seminorm),
+            kinetic_reg=None if args.node_kinetic_reg is None else float(args.node_kinetic_reg),
+            jacobian_reg=None if args.node_jacobian_reg is None else float(args.node_jacobian_reg),
+            steer=float(args.node_steer),
         )
+
+    @property
+    def regularisers(self) -> Tuple[str, ...]:
+        """The regularisers integrated in training solves ("kinetic", "jacobian"), weight 0 included."""
+        weights = {"kinetic": self.kinetic_reg, "jacobian": self.jacobian_reg}
+        return tuple(kind for kind, weight in weights.items() if weight is not None)
+
+    def regulariser_weight(self, kind) -> float:
+        return {"kinetic": self.kinetic_reg, "jacobian": self.jacobian_reg}[kind] or 0.0
 
     @property
     def adaptive(self):

@@ -4,8 +4,8 @@
 
 A RUN_DIR is a run directory written by scripts/train.sh (holding tb/) or a --tensorboard-logdir itself
 (holding train_inner/, train/, valid/). Writes PNG and SVG figures to DIR: loss, best validation loss
-against updates and against wall-clock hours, forward/backward NFE of encoder and decoder, and skipped
-batches when there were any. Runs are labelled by their directory name; a metric a run does not have
+against updates and against wall-clock hours, forward/backward NFE of encoder and decoder, the RNODE
+regularisers' integrals when a run logged them, and skipped batches when there were any. Runs are labelled by their directory name; a metric a run does not have
 (a classic encoder has no encoder NFE) is left out of the figure.
 """
 import argparse
@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 NFE_KEYS = ("nfe_enc_fwd", "nfe_enc_bwd", "nfe_dec_fwd", "nfe_dec_bwd")
+REGULARISER_KEYS = ("node_kinetic_enc", "node_jacobian_enc", "node_kinetic_dec", "node_jacobian_dec")
 SPLITS = ("train_inner", "train", "valid")
 
 
@@ -110,22 +111,33 @@ def plot_runs(run_dirs, out, formats=("png", "svg")):
         written += _save(fig, out, f"best_valid_loss_vs_{axis}", formats)
         plt.close(fig)
 
-    present = [k for k in NFE_KEYS if any(series(run, "train_inner", k) for run in runs.values())]
-    if present:
+    def panels(keys, name, ylabel, title_of, suptitle):
+        present = [k for k in keys if any(series(run, "train_inner", k) for run in runs.values())]
+        if not present:
+            return []
         fig, axes = plt.subplots(1, len(present), figsize=(3.6 * len(present), 3.8), squeeze=False)
         for ax, key in zip(axes[0], present):
-            for name, run in runs.items():
+            for run_name, run in runs.items():
                 points = series(run, "train_inner", key)
                 if points:
-                    ax.plot([p[0] for p in points], [p[2] for p in points], color=colors[name], label=name)
-            side = "encoder" if "_enc_" in key else "decoder"
-            direction = "forward" if key.endswith("fwd") else "backward (adjoint)"
-            ax.set(xlabel="updates", ylabel="NFE per solve", title=f"{side}, {direction}")
+                    ax.plot([p[0] for p in points], [p[2] for p in points], color=colors[run_name], label=run_name)
+            ax.set(xlabel="updates", ylabel=ylabel, title=title_of(key))
         axes[0][0].legend(fontsize=8)
-        fig.suptitle("Function evaluations of the ODE solver")
+        fig.suptitle(suptitle)
         fig.tight_layout()
-        written += _save(fig, out, "nfe", formats)
+        paths = _save(fig, out, name, formats)
         plt.close(fig)
+        return paths
+
+    def side_of(key):
+        return "encoder" if "_enc" in key else "decoder"
+
+    written += panels(NFE_KEYS, "nfe", "NFE per solve",
+                      lambda key: f"{side_of(key)}, {'forward' if key.endswith('fwd') else 'backward (adjoint)'}",
+                      "Function evaluations of the ODE solver")
+    written += panels(REGULARISER_KEYS, "regularisers", "integral per position",
+                      lambda key: f"{side_of(key)}, {'kinetic' if 'kinetic' in key else 'Jacobian'}",
+                      "RNODE regularisers (training solves)")
 
     if any(series(run, "train_inner", "node_budget_skips") for run in runs.values()):
         fig, ax = plt.subplots(figsize=(7, 3.5))

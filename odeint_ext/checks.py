@@ -93,3 +93,8 @@ def check_integer(value, name, minimum):
 def check_positive_number(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 or math.isinf(value):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def check_non_negative_number(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0 or math.isinf(value):
+        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")

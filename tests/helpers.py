@@ -26,3 +26,17 @@ def run_cli(name, *args, timeout=600, check=True):
         raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
 
+
+
+def assert_same_gradients(gradients, reference, rtol=1e-6):
+    """Each parameter's gradient within ``rtol`` of the reference's (parameters with a gradient that is
+    zero in exact arithmetic, like a key projection's bias, judged against the total); returns the total
+    reference norm."""
+    import torch
+
+    assert gradients.keys() == reference.keys()
+    total = torch.cat([g.flatten() for g in reference.values()]).norm()
+    for name, expected in reference.items():
+        error = (gradients[name] - expected).norm()
+        assert error <= rtol * max(expected.norm(), 1e-6 * total), f"{name}: {error:.3e} vs {expected.norm():.3e}"
+    return total

@@ -65,6 +65,24 @@ def test_nfe_in_logs_and_tensorboard(reverse_data, tmp_path):
     assert valid_run["nfe_enc_fwd"][0] > 0 and valid_run["nfe_dec_fwd"][0] > 0 and "nfe_dec_bwd" not in valid_run
 
 
+@pytest.mark.parametrize("method", [[], ["--node-method", "rk4", "--node-step-size", "0.5"]], ids=["dopri5", "rk4"])
+def test_regularisers_in_logs_and_tensorboard(reverse_data, tmp_path, method):
+    """RNODE's integrals per position next to the NFE, training only; STEER on as well."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    proc = train(reverse_data, tmp_path / "ckpt", *NODE, *method, "--node-kinetic-reg", "0.01",
+                 "--node-jacobian-reg", "0.01", "--node-steer", "0.1", "--tensorboard-logdir", tmp_path / "tb")
+    inner, valid = log_lines(proc, "train_inner"), log_lines(proc, "valid")
+    assert len(inner) == 3
+    keys = [f"node_{kind}_{side}" for kind in ("kinetic", "jacobian") for side in ("enc", "dec")]
+    for row in inner:
+        assert all(float(row[key]) > 0 for key in keys) and float(row["nfe_dec_fwd"]) > 0, row
+    assert valid and not any(key in valid[0] for key in keys)
+    accumulator = EventAccumulator(str(tmp_path / "tb" / "train_inner"))
+    accumulator.Reload()
+    assert all(len(accumulator.Scalars(key)) == 3 for key in keys)
+
+
 def test_only_node_sides_are_reported(reverse_data, tmp_path):
     proc = train(reverse_data, tmp_path, "--node-decoder", "--encoder-layers", "1", updates=2)
     row = log_lines(proc, "train_inner")[-1]

@@ -82,13 +82,25 @@ class NODETransformerModel(TransformerModel):
         # Every --node-* check, once, before anything is built. fairseq hands build_encoder/build_decoder
         # a TransformerConfig copied from args (extra attributes included), so the settings reach them
         # that way; they leave args afterwards: a checkpoint holds options, not objects.
-        args._node_settings = NodeSettings.from_args(args)
+        args._node_settings = settings = NodeSettings.from_args(args)
         try:
-            if (args.node_encoder or args.node_decoder) and not getattr(task, "owns_node_policies", False):
+            owns_policies = getattr(task, "owns_node_policies", False)
+            if (args.node_encoder or args.node_decoder) and not owns_policies:
                 logger.warning(MISSING_TASK_WARNING)
-            return super().build_model(args, task)
+            model = super().build_model(args, task)
         finally:
             del args._node_settings
+        # Generating from a regularised checkpoint with another task is fine; training with it is not.
+        model.unapplied_regularisers = None
+        if settings.regularisers and not owns_policies:
+            model.unapplied_regularisers = "--node-kinetic-reg" if settings.kinetic_reg is not None else "--node-jacobian-reg"
+        return model
+
+    def forward(self, *args, **kwargs):
+        if self.training and self.unapplied_regularisers:
+            raise ValueError(f"{self.unapplied_regularisers} adds to the training loss through --task "
+                             f"node_translation, which this model was not built with")
+        return super().forward(*args, **kwargs)
 
     @classmethod
     def build_encoder(cls, args, src_dict, embed_tokens):

@@ -1,4 +1,5 @@
 from .ode_block import ODEBlock, masked_rms_norm
+from .regularisers import IntegratedRegularisers
 from .ode_function import DropoutMasks, ODEFunction, SolveContext
 from .node_layers import NODEDecoderLayer, NODEEncoderLayer, NODELayer, SeparatedNODEDecoderLayer
 
@@ -12,4 +13,5 @@ __all__ = [
     "NODEDecoderLayer",
     "SeparatedNODEDecoderLayer",
     "masked_rms_norm",
+    "IntegratedRegularisers",
 ]

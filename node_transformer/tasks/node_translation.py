@@ -10,7 +10,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from odeint_ext import ODESolveError
 
-from .. import nfe
+from .. import nfe, regularisation
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,8 @@ class NODETranslationConfig(TranslationConfig):
 
 @register_task("node_translation", dataclass=NODETranslationConfig)
 class NODETranslationTask(TranslationTask):
-    """Translation with Neural-ODE models: logs ``nfe_{enc,dec}_{fwd,bwd}`` and ``node_budget_skips``."""
+    """Translation with Neural-ODE models: logs ``nfe_{enc,dec}_{fwd,bwd}`` and ``node_budget_skips``, and
+    adds the RNODE regularisers to the training loss (``node_{kinetic,jacobian}_{enc,dec}``)."""
 
     owns_node_policies = True  # the model warns when built by a task without it
     report_generation_nfe_at_exit = True  # fairseq-generate's NFE line; node_transformer.hub reports its own
@@ -59,7 +60,7 @@ class NODETranslationTask(TranslationTask):
         nfe.reset(model)
         try:
             loss, sample_size, logging_output = super().train_step(
-                sample, model, criterion, optimizer, update_num, ignore_grad
+                sample, model, regularisation.with_regularisers(criterion), optimizer, update_num, ignore_grad
             )
         except ODESolveError as error:
             return self._skip_batch(error, model, optimizer, update_num)
@@ -111,6 +112,7 @@ class NODETranslationTask(TranslationTask):
         if scored:
             super().reduce_metrics(scored, criterion)
             nfe.log_metrics(scored)
+            regularisation.log_metrics(scored)
 
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
         for model in models:

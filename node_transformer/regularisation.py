@@ -1,0 +1,47 @@
+"""The RNODE regularisers' share of the training loss, and their metrics.
+
+fairseq's criteria sum the loss over target tokens and the trainer divides the gradient by the sample
+size (the number of target tokens). A block's regularisers are summed the same way, over its real
+positions (target tokens for the decoder, source tokens for the encoder), so ``--node-kinetic-reg`` is a
+weight per position, like the loss's weight per token. The metrics ``node_kinetic_{enc,dec}`` and
+``node_jacobian_{enc,dec}`` are the integrals per real position, averaged over the logged updates.
+"""
+from fairseq import utils
+from fairseq.logging import metrics
+
+from . import nfe
+from .modules.regularisers import KINDS
+
+
+def with_regularisers(criterion):
+    """``criterion(model, sample)`` with each NODE block's weighted regularisers added to the loss it
+    returns; the logging output's own ``loss`` stays the criterion's, the integrals go in private fields."""
+
+    def regularised(model, sample, **kwargs):
+        loss, sample_size, logging_output = criterion(model, sample, **kwargs)
+        for side, block in nfe.node_blocks(model).items():
+            integrals = block.pop_integrals()
+            if integrals is None:
+                continue
+            for kind, total in integrals.totals.items():
+                weight = block.settings.regulariser_weight(kind)
+                if weight:
+                    loss = loss + weight * total
+                logging_output[f"_node_{kind}_{side}"] = total.detach()
+            logging_output[f"_node_positions_{side}"] = integrals.positions
+        return loss, sample_size, logging_output
+
+    return regularised
+
+
+def log_metrics(logging_outputs):
+    """node_{kinetic,jacobian}_{enc,dec}: integral per real position over the batches that computed it."""
+    for side in nfe.SIDES:
+        positions = utils.item(sum(log.get(f"_node_positions_{side}", 0) for log in logging_outputs))
+        if not positions:
+            continue
+        for kind in KINDS:
+            key = f"_node_{kind}_{side}"
+            if any(key in log for log in logging_outputs):
+                total = utils.item(sum(log.get(key, 0) for log in logging_outputs))
+                metrics.log_scalar(key[1:], total / positions, weight=positions, round=3)
