@@ -2,7 +2,7 @@ from setuptools import setup
 
 setup(
     name="node-transformer",
-    version="0.2.0",
+    version="0.3.0",
     description="Neural-ODE Transformer blocks for fairseq, with an adjoint odeint that gives every argument its gradient",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

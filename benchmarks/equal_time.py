@@ -11,11 +11,9 @@ reach each run's best validation loss the table reports.
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,12 +24,6 @@ MODEL_FLAGS = {"--arch", "--encoder-layers", "--decoder-layers", "--activation-f
 # save only what translation needs.
 RUN_FLAGS = ["--max-epoch", "0", "--max-update", "0", "--no-epoch-checkpoints", "--no-last-checkpoints",
              "--log-format", "simple", "--log-interval", "50"]
-TIMESTAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)"
-VALID_LINE = re.compile(TIMESTAMP + r".*valid on 'valid' subset \| loss ([\d.]+) .*\| num_updates (\d+)")
-START_LINE = re.compile(TIMESTAMP + r".*(?:begin training|Start iterating over samples)")
-TRAIN_INNER = re.compile(r"train_inner \| .*num_updates=(\d+)")
-DONE_LINE = re.compile(r"done training in ([\d.]+) seconds")
-TRANSLATED = re.compile(r"Translated ([\d,]+) sentences .* in ([\d.]+)s \(([\d.]+) sentences/s")
 
 
 def parse_args(argv=None):
@@ -54,11 +46,6 @@ def parse_args(argv=None):
     if not (args.data / "dict.en.txt").is_file():
         parser.error(f"--data {args.data}: no binarised Multi30k there (run scripts/prepare_multi30k.sh)")
     return args
-
-
-def config_path(name):
-    path = Path(name)
-    return path if path.suffix == ".args" else REPO / "configs" / f"{name}.args"
 
 
 def run_flags(config, hparams, minutes, validate_every):
@@ -100,40 +87,6 @@ def train(config, args, run):
         raise SystemExit(f"equal_time.py: training {config.stem} failed; see {run / 'train.log'}")
 
 
-def _seconds(stamp, start):
-    return (datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S") - start).total_seconds()
-
-
-def read_training(log_text):
-    """Updates, seconds per update, validation curve [(seconds, updates, loss)] and mean NFE per solve."""
-    start = next(datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S")
-                 for m in map(START_LINE.match, log_text.splitlines()) if m)
-    curve = [(_seconds(m[1], start), int(m[3]), float(m[2]))
-             for m in map(VALID_LINE.match, log_text.splitlines()) if m]
-    updates = max([int(n) for n in TRAIN_INNER.findall(log_text)] + [u for _, u, _ in curve] + [0])
-    done = DONE_LINE.search(log_text)
-    seconds = float(done[1]) if done else (curve[-1][0] if curve else float("nan"))
-    nfe = {}
-    for key in ("nfe_enc_fwd", "nfe_enc_bwd", "nfe_dec_fwd", "nfe_dec_bwd"):
-        values = [float(v) for v in re.findall(rf"train_inner \|.*?\b{key}=([\d.]+)", log_text)]
-        if values:
-            nfe[key] = (values[0], values[-1])
-    return {"updates": updates, "train_seconds": seconds, "curve": curve, "nfe": nfe}
-
-
-def time_to_reach(curve, loss):
-    """Seconds until a validation loss <= ``loss``, interpolated between validations; None if never."""
-    previous = (0.0, float("inf"))
-    for seconds, _, value in curve:
-        if value <= loss:
-            before_s, before_loss = previous
-            if before_loss == float("inf"):
-                return seconds
-            return before_s + (seconds - before_s) * (before_loss - loss) / (before_loss - value)
-        previous = (seconds, value)
-    return None
-
-
 def translate(run, data):
     """Beam-5 test2016 through scripts/generate.sh: tokenized BLEU and fairseq's sentences/s."""
     env = dict(os.environ, DATA=str(data), PYTHON=sys.executable)
@@ -143,11 +96,15 @@ def translate(run, data):
         raise SystemExit(f"equal_time.py: translating {run} failed:\n{proc.stderr[-3000:]}")
     (run / "gen" / "test.log").write_text(proc.stderr)  # fairseq-generate logs its speed there
     results = json.loads((run / "results.json").read_text())["test2016_flickr"]
-    speed = TRANSLATED.search(proc.stderr)
-    return {"bleu": results["tokenized_bleu"], "sentences_per_second": float(speed[3]) if speed else None}
+    from node_transformer.training_log import translation_speeds
+
+    speeds = translation_speeds(proc.stderr)
+    return {"bleu": results["tokenized_bleu"], "sentences_per_second": speeds[0] if speeds else None}
 
 
 def row(name, result, reference):
+    from node_transformer.training_log import time_to_reach
+
     curve = result["curve"]
     best_s, best_updates, best_loss = min(curve, key=lambda point: point[2]) if curve else (None, None, None)
     reach = time_to_reach(reference["curve"], best_loss) if best_loss is not None else None
@@ -164,6 +121,9 @@ def main(argv=None):
     args = parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from report import Table, publish
+
+    from node_transformer.experiment_config import config_path
+    from node_transformer.training_log import read_training
 
     configs = [config_path(name) for name in args.configs]
     for config in configs:

@@ -13,9 +13,9 @@ per update; the best validation loss; and the regularisers' integrals per positi
 import argparse
 import json
 import logging
-import re
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -24,7 +24,6 @@ import equal_time  # noqa: E402
 REPO = equal_time.REPO
 DEFAULT_CONFIGS = ["demo", "demo_kinetic", "demo_jacobian", "demo_steer"]
 BASELINE_UPDATE = 100
-INNER_LINE = re.compile(r"train_inner \| (.*)")
 
 
 def parse_args(argv=None):
@@ -38,22 +37,15 @@ def parse_args(argv=None):
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "regularisers",
                         help="run directories (default runs/regularisers); an existing run is trained again")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--keep", action="store_true",
+                        help="reuse the runs in --work that finished training for the same --minutes (a config added "
+                             "later trains alone; the table says which runs were kept)")
     args = parser.parse_args(argv)
     if args.minutes <= 0:
         parser.error("--minutes must be positive")
     if not (args.data / "dict.en.txt").is_file():
         parser.error(f"--data {args.data}: no binarised Multi30k there (run scripts/prepare_multi30k.sh)")
     return args
-
-
-def read_inner(log_text):
-    """[{num_updates, nfe_dec_fwd, node_kinetic_dec, ...}] from the train_inner lines of a simple log."""
-    rows = []
-    for match in map(INNER_LINE.search, log_text.splitlines()):
-        if match:
-            values = dict(re.findall(r"([a-z_]+)=([-\d.e]+)", match[1]))
-            rows.append({key: float(value) for key, value in values.items()})
-    return rows
 
 
 def summarise(inner, key="nfe_dec_fwd"):
@@ -66,9 +58,27 @@ def summarise(inner, key="nfe_dec_fwd"):
             "flat": bool(later) and at_baseline is not None and max(later) <= at_baseline}
 
 
+def finished_training(run, minutes):
+    """Whether RUN holds a training that ended for this budget (its command and its last log line)."""
+    command, log = run / "command.txt", run / "train.log"
+    if not (command.is_file() and log.is_file()):
+        return False
+    return f"--stop-time-hours {minutes / 60:.6f}" in command.read_text() and "done training in" in log.read_text()
+
+
+def started_at(run):
+    """When RUN's training was launched (its command file), to tell runs of different invocations apart."""
+    return datetime.fromtimestamp((run / "command.txt").stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+
+
 def _first_last(inner, key):
     values = [row[key] for row in inner if key in row]
-    return f"{values[0]:.0f} → {values[-1]:.0f}" if values else "-"
+    return f"{values[0]:.3g} → {values[-1]:.3g}" if values else "-"
+
+
+def _valid_nfe(valid):
+    values = [row["nfe_dec_fwd"] for row in valid if "nfe_dec_fwd" in row]
+    return f"{values[0]:.1f} → {values[-1]:.1f}" if values else "-"
 
 
 def row(name, result, reference_loss):
@@ -77,7 +87,7 @@ def row(name, result, reference_loss):
             f"{nfe['at_baseline']:.1f}" if nfe["at_baseline"] is not None else "-",
             f"{nfe['max_after']:.1f}" if nfe["max_after"] is not None else "-",
             f"{nfe['last']:.1f}" if nfe["last"] is not None else "-",
-            "yes" if nfe["flat"] else "no",
+            "yes" if nfe["flat"] else "no", _valid_nfe(result["valid"]),
             f"{best[2]:.2f} (update {best[1]})" if best else "-",
             "yes" if best and best[2] <= reference_loss else "no",
             _first_last(result["inner"], "node_kinetic_dec"), _first_last(result["inner"], "node_jacobian_dec")]
@@ -87,37 +97,44 @@ def main(argv=None):
     args = parse_args(argv)
     from report import Table, publish
 
-    configs = [equal_time.config_path(name) for name in args.configs]
+    from node_transformer.training_log import best_point, read_training
+
+    from node_transformer.experiment_config import config_path
+
+    configs = [config_path(name) for name in args.configs]
     for config in configs:
         if not config.is_file():
             raise SystemExit(f"regularisers.py: no config file '{config}'")
-    results = {}
+    results, kept = {}, []
     for config in configs:  # strictly one after another
         run = args.work / config.stem
-        started = time.time()
-        print(f"training {config.stem} for {args.minutes:g} min", flush=True)
-        equal_time.train(config, args, run)
-        log_text = (run / "train.log").read_text()
-        training = equal_time.read_training(log_text)
-        inner = read_inner(log_text)
-        curve = training["curve"]
-        results[config.stem] = {**training, "inner": inner, "nfe_dec_fwd": summarise(inner),
-                                "best": min(curve, key=lambda point: point[2]) if curve else None}
-        print(f"  done in {(time.time() - started) / 60:.1f} min", flush=True)
+        if args.keep and finished_training(run, args.minutes):
+            kept.append(config.stem)
+        else:
+            started = time.time()
+            print(f"training {config.stem} for {args.minutes:g} min", flush=True)
+            equal_time.train(config, args, run)
+            print(f"  done in {(time.time() - started) / 60:.1f} min", flush=True)
+        training = read_training((run / "train.log").read_text())
+        results[config.stem] = {**training, "nfe_dec_fwd": summarise(training["inner"]),
+                                "best": best_point(training["curve"])}
     reference = results[configs[0].stem]
     reference_loss = reference["best"][2] if reference["best"] else float("inf")
     table = Table(
         "regularisers",
         f"Regularisers: {args.minutes:g} minutes of training each, Multi30k EN-DE, hyperparameters of {args.hparams.name}",
         ["config", "updates", "s/update", f"decoder fwd NFE per solve at update {BASELINE_UPDATE}",
-         "largest after", "last", "stays at or below", "best valid loss",
+         "largest after", "last", "stays at or below", "validation NFE per solve (first → last)", "best valid loss",
          f"no worse than {configs[0].stem}", "node_kinetic_dec (first → last)", "node_jacobian_dec (first → last)"],
         [row(name, result, reference_loss) for name, result in results.items()],
-        note=f"Command: python benchmarks/regularisers.py --minutes {args.minutes:g} {' '.join(args.configs)}. "
+        note=f"Command: python benchmarks/regularisers.py --minutes {args.minutes:g}{' --keep' if args.keep else ''} "
+             f"{' '.join(args.configs)}. "
              f"NFE values are train_inner means over 50 updates (the value at update {BASELINE_UPDATE} covers "
              f"updates {BASELINE_UPDATE - 49}-{BASELINE_UPDATE}). Valid loss is fairseq's (label-smoothed, base 2), "
              f"validated every {args.validate_every} updates. The integrals are per target position, logged "
-             f"only by the runs that compute them.")
+             f"only by the runs that compute them." +
+             (f" Kept from an earlier invocation (--keep): {', '.join(kept)}." if kept else "") +
+             " Training started at: " + ", ".join(f"{name} {started_at(args.work / name)}" for name in results) + ".")
     publish(table, args.out)
     (args.out / "regularisers.json").write_text(json.dumps(results, indent=1) + "\n")
     from node_transformer.plot import plot_runs

@@ -46,6 +46,15 @@ def read_flag_groups(path, _including=()) -> Dict[str, List[str]]:
     return groups
 
 
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def config_path(name) -> Path:
+    """An experiment named on a command line: a path ending in .args, or NAME for configs/NAME.args."""
+    path = Path(name)
+    return path if path.suffix == ".args" else CONFIGS_DIR / f"{name}.args"
+
+
 def read_flags(path) -> List[str]:
     """The file's flags as command-line words, includes resolved."""
     return [word for flag, values in read_flag_groups(path).items() for word in (flag, *values)]

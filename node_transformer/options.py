@@ -72,6 +72,11 @@ class NodeConfig(FairseqDataclass):
               "summed over real positions, to the training loss; logged as node_jacobian_{enc,dec}; 0 logs it "
               "without adding it"
     )
+    node_detach_encoder: bool = node_field(
+        False, "ABLATION, not for use: reproduces the 2019 implementation's gradient bug on purpose. The NODE "
+               "decoder's solve sees the encoder output detached, so the encoder gets no gradient from the loss "
+               "through it (the cross-attention's own projections still learn)"
+    )
     node_steer: float = node_field(
         0.0, "STEER: each training solve ends at a time drawn uniformly from [T1 - B, T1 + B] (B smaller than the "
              "last interval of --node-ts); validation and generation end at T1"
@@ -163,6 +168,7 @@ class NodeSettings:
     kinetic_reg: Optional[float] = None
     jacobian_reg: Optional[float] = None
     steer: float = 0.0
+    detach_encoder: bool = False
 
     @classmethod
     def from_args(cls, args) -> "NodeSettings":
@@ -180,6 +186,8 @@ class NodeSettings:
             raise ValueError("--node-separated-decoder needs --node-decoder")
         if args.node_gradient not in GRADIENT_MODES:
             raise ValueError(f"--node-gradient must be one of {', '.join(GRADIENT_MODES)}, got {args.node_gradient!r}")
+        if args.node_detach_encoder and not args.node_decoder:
+            raise ValueError("--node-detach-encoder cuts the encoder's gradient through a NODE decoder: it needs --node-decoder")
         if args.node_adjoint_seminorm and args.node_gradient != "adjoint":
             raise ValueError("--node-adjoint-seminorm needs --node-gradient adjoint")
         _check_regularisers(args, ts)
@@ -197,6 +205,7 @@ class NodeSettings:
             kinetic_reg=None if args.node_kinetic_reg is None else float(args.node_kinetic_reg),
             jacobian_reg=None if args.node_jacobian_reg is None else float(args.node_jacobian_reg),
             steer=float(args.node_steer),
+            detach_encoder=bool(args.node_detach_encoder),
         )
 
     @property

@@ -2,8 +2,9 @@
 
 fairseq's criteria sum the loss over target tokens and the trainer divides the gradient by the sample
 size (the number of target tokens). A block's regularisers are summed the same way, over its real
-positions (target tokens for the decoder, source tokens for the encoder), so ``--node-kinetic-reg`` is a
-weight per position, like the loss's weight per token. The metrics ``node_kinetic_{enc,dec}`` and
+positions, and share that divisor: for the decoder ``--node-kinetic-reg`` is a weight per target position,
+like the loss's weight per token; the encoder's sum runs over source positions, so there the weight
+per source position is scaled by the batch's source/target length ratio (about 1 on Multi30k). The metrics ``node_kinetic_{enc,dec}`` and
 ``node_jacobian_{enc,dec}`` are the integrals per real position, averaged over the logged updates.
 """
 from fairseq import utils

@@ -43,6 +43,7 @@ def _seed():
         (["--node-decoder", "--node-steer", "0.5", "--node-ts", "0,0.5,1"], "--node-steer"),
         (["--node-kinetic-reg", "0.1"], "--node-kinetic-reg"),
         (["--node-steer", "0.1"], "--node-steer"),
+        (["--node-encoder", "--node-detach-encoder"], "--node-detach-encoder"),
     ],
 )
 def test_bad_option_fails_at_build_naming_the_flag(reverse_data, capsys, flags, message):
@@ -196,3 +197,28 @@ def test_greedy_generation_equals_argmax_of_full_forward(reverse_data):
                 checked += 1
             prefix = torch.cat([prefix, torch.tensor([[token]])], dim=1)
     assert checked >= 8
+
+
+@pytest.mark.parametrize("variant", [["--node-decoder", "--encoder-layers", "1"],
+                                     ["--node-decoder", "--node-separated-decoder", "--encoder-layers", "1"],
+                                     ["--node-encoder", "--node-decoder"]], ids=["decoder", "separated", "full"])
+def test_detach_encoder_ablation_reproduces_the_2019_bug(reverse_data, variant):
+    """--node-detach-encoder: the encoder gets no gradient through the NODE decoder (the 2019 bug, on purpose),
+    while every decoder parameter, the cross-attention's key and value projections included, still learns."""
+    task, model, _ = build(reverse_data, *TINY_DIMS, *variant)
+    _, ablated, _ = build(reverse_data, *TINY_DIMS, *variant, "--node-detach-encoder")
+    ablated.load_state_dict(model.state_dict())
+    sample = batch(task)
+    gradients = {}
+    for name, m in (("fixed", model), ("ablated", ablated)):
+        m.train()
+        torch.manual_seed(3)
+        nll(m, sample).backward()
+        gradients[name] = {n: p.grad for n, p in m.named_parameters()}
+    encoder_only = [n for n in gradients["fixed"] if n.startswith("encoder.") and "embed_tokens" not in n]
+    assert all(gradients["fixed"][n] is not None for n in encoder_only)
+    assert sum(gradients["fixed"][n].norm() for n in encoder_only) > 0
+    assert all(gradients["ablated"][n] is None or not gradients["ablated"][n].any() for n in encoder_only)
+    for n, g in gradients["ablated"].items():
+        if n.startswith("decoder.") and ("k_proj.weight" in n or "v_proj.weight" in n or "fc1.weight" in n):
+            torch.testing.assert_close(g, gradients["fixed"][n])

@@ -125,11 +125,12 @@ def bare_python(directory):
 def test_help_works_before_install(tmp_path):
     bare = bare_python(tmp_path / "bare")
     env = {"PYTHON": str(tmp_path / "no-python"), "PATH": f"{bare.parent}{os.pathsep}{os.environ['PATH']}"}
-    for name in ("install.sh", "test.sh", "train.sh", "generate.sh", "demo.sh", "prepare_multi30k.sh", "translate.sh"):
+    for name in ("install.sh", "test.sh", "train.sh", "generate.sh", "demo.sh", "prepare_multi30k.sh", "translate.sh",
+                 "study.sh"):
         proc = script(name, "--help", env=env, check=False)
         assert proc.returncode == 0 and "usage" in proc.stdout.lower(), (name, proc.stderr)
     bare_env = {key: value for key, value in ENV.items() if key != "PYTHONPATH"}
-    for path in ("scripts/score.py", "scripts/multi30k.py", "scripts/translate.py"):
+    for path in ("scripts/score.py", "scripts/multi30k.py", "scripts/translate.py", "scripts/study.py"):
         proc = subprocess.run([bare, REPO / path, "--help"], capture_output=True, text=True, env=bare_env,
                               cwd=tmp_path)
         assert proc.returncode == 0 and "usage" in proc.stdout.lower(), (path, proc.stderr)
@@ -151,7 +152,7 @@ def test_config_builds_its_model(prepared, config):
     name = config.stem
     blocks = model.node_blocks()
     assert ("enc" in blocks) == (name.startswith("node_full"))
-    assert ("dec" in blocks) == (name.startswith("node") or name == "demo")
+    assert ("dec" in blocks) == name.startswith(("node", "demo"))
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
@@ -253,3 +254,62 @@ def test_a_run_that_recorded_no_data(trained_run, tmp_path, monkeypatch):
         hub.load(old)
     code, _, err = translate_script(old, "--data", tmp_path / "nowhere", stdin=b"A dog.\n")
     assert code != 0 and "nowhere" in err
+
+
+def study(prepared, work, *args, check=True):
+    return script("study.sh", "--data", prepared / "bin", "--work", work, "--out", work / "results", *args,
+                  check=check)
+
+
+def test_study_runs_keeps_resumes_and_records_a_stopped_run(prepared, tmp_path):
+    """Two experiments and one whose solver keeps exceeding its budget, under a few seconds each: one table;
+    a second call keeps every finished experiment; a lost result retrains that experiment alone."""
+    stalling = tmp_path / "stalling.args"
+    stalling.write_text(" ".join(read_flags(REPO / "configs" / "demo.args"))
+                        + " --node-max-num-steps 1 --node-max-consecutive-skips 2\n")
+    work = tmp_path / "study"
+    experiments = ["transformer_1layer", "node_fast_separated_euler", stalling]
+    proc = study(prepared, work, "--minutes", "0.1", "--validate-every", "2", *experiments)
+    table = (work / "results" / "study.md").read_text()
+    results = {r["experiment"]: r for r in json.loads((work / "results" / "study.json").read_text())["results"]}
+    assert list(results) == ["transformer_1layer", "node_fast_separated_euler", "stalling"]
+    for name in ("transformer_1layer", "node_fast_separated_euler"):
+        result = results[name]
+        assert result["stopped"] is None and result["updates"] > 0 and result["best_valid_loss"] > 0
+        assert 0 <= result["translation"]["test2016_flickr"]["tokenized_bleu"] <= 100
+        assert f"| {name} | {result['updates']} |" in table
+    stalled = results["stalling"]
+    assert stalled["stopped"] and "consecutive batches exceeded the solver budget" in stalled["stopped"]
+    assert stalled["budget_skips"] == 1  # the first batch skipped, the second stopped training
+    assert "| stalling (stopped) |" in table and "early training, not convergence" in table
+    assert (work / "results" / "study" / "best_valid_loss_vs_hours.png").is_file()
+
+    logs = {name: (work / name / "train.log").stat().st_mtime for name in results}
+    again = study(prepared, work, "--minutes", "0.1", "--validate-every", "2", *experiments)
+    assert again.stdout.count("kept (finished earlier)") == 3
+    assert logs == {name: (work / name / "train.log").stat().st_mtime for name in results}
+
+    (work / "transformer_1layer" / "study_result.json").unlink()  # as if interrupted while training
+    resumed = study(prepared, work, "--minutes", "0.1", "--validate-every", "2", *experiments)
+    assert resumed.stdout.count("kept (finished earlier)") == 2 and "transformer_1layer: training" in resumed.stdout
+    assert (work / "transformer_1layer" / "train.log").read_text().count("| training on ") == 1  # from scratch
+
+
+def test_study_refuses_a_second_runner_and_bad_arguments(prepared, tmp_path):
+    import fcntl
+
+    work = tmp_path / "study"
+    work.mkdir()
+    with open(work / ".study.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        proc = study(prepared, work, "--minutes", "0.1", "transformer_1layer", check=False)
+    assert proc.returncode == 2 and "another study runner" in proc.stderr
+    for args, message in ([("--minutes", "0"), "--minutes must be positive"],
+                          [("no_such_experiment",), "no config file"],
+                          [("--minutes", "1", "--full"), "not allowed with argument"]):
+        proc = study(prepared, work, *args, check=False)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    listed = script("study.sh", "--list").stdout
+    assert "ablations: node_full_tol1e-2_2019bug node_separated_aug1_2019bug" in listed
+    for names in [line.split(": ", 1)[1].split() for line in listed.splitlines()]:
+        assert all((REPO / "configs" / f"{name}.args").is_file() for name in names)

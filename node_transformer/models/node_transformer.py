@@ -98,7 +98,7 @@ class NODETransformerModel(TransformerModel):
 
     def forward(self, *args, **kwargs):
         if self.training and self.unapplied_regularisers:
-            raise ValueError(f"{self.unapplied_regularisers} adds to the training loss through --task "
+            raise ValueError(f"{self.unapplied_regularisers} is added to the training loss and logged by --task "
                              f"node_translation, which this model was not built with")
         return super().forward(*args, **kwargs)
 

@@ -56,6 +56,8 @@ class ODEBlock(nn.Module):
         ts = torch.tensor(self.settings.ts, dtype=time_dtype, device=x.device)
         if self.training:
             ts = steer_end_time(ts, self.settings.steer)
+        if self.settings.detach_encoder and context.memory is not None:
+            context = context._replace(memory=context.memory.detach())  # the 2019 bug, as an ablation
         context = self.func.project_memory(context)
         dropout = self.func.sample_dropout_masks(h0, self.dropout, self.activation_dropout)
         # The context and the masks go to odeint_ext as arguments, so that the adjoint gives every

@@ -86,7 +86,9 @@ class IntegratedRegularisers(nn.Module):
         positions = channels.new_tensor(channels.shape[0] * channels.shape[1]) if keep is None else keep.sum()
         if keep is not None:
             channels = channels * keep
-        totals = {kind: channels[..., i].sum() for i, kind in enumerate(self.kinds)}
+        # Summed in float32 at least: thousands of positions overflow half precision.
+        totals = {kind: channels[..., i].sum(dtype=torch.promote_types(channels.dtype, torch.float32))
+                  for i, kind in enumerate(self.kinds)}
         return h, Integrals(totals=totals, positions=positions.detach())
 
 

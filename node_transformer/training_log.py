@@ -1,0 +1,92 @@
+"""Reading fairseq's simple-format training logs and fairseq-generate's speed line: what the equal-time
+benchmarks and the study runner report from a run."""
+import re
+from datetime import datetime
+
+TIMESTAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)"
+VALID_LINE = re.compile(TIMESTAMP + r".*valid on 'valid' subset \| loss ([\d.]+) .*\| num_updates (\d+)")
+START_LINE = re.compile(TIMESTAMP + r".*(?:begin training|Start iterating over samples)")
+SESSION_LINE = re.compile(r"fairseq_cli\.train \| training on ")  # once per fairseq-train invocation
+TRAIN_INNER = re.compile(r"train_inner \| (.*)")
+DONE_LINE = re.compile(r"done training in ([\d.]+) seconds")
+SKIP_LINE = re.compile(r"skipping batch at update \d+")
+TRANSLATED = re.compile(r"Translated ([\d,]+) sentences .* in ([\d.]+)s \(([\d.]+) sentences/s")
+NFE_KEYS = ("nfe_enc_fwd", "nfe_enc_bwd", "nfe_dec_fwd", "nfe_dec_bwd")
+_STAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+_NUMBER = r"-?(?:[\d.]+(?:[eE][-+]?\d+)?|inf|nan)"
+
+
+def _values(text, separator):
+    return {key: float(value) for key, value in re.findall(rf"([a-z_]+){separator}({_NUMBER})\b", text)}
+
+
+def inner_rows(log_text):
+    """The train_inner lines as dicts ({"num_updates": 50.0, "nfe_dec_fwd": 14.0, ...}), in order."""
+    return [_values(m[1], "=") for m in map(TRAIN_INNER.search, log_text.splitlines()) if m]
+
+
+def _stamp(match):
+    return datetime.strptime(match[1], _STAMP_FORMAT)
+
+
+def read_training(log_text):
+    """What a run did: ``updates``, ``train_seconds``, the validation ``curve`` [(seconds of training,
+    updates, loss)], ``nfe`` {key: (first, last) logged train_inner value}, ``inner`` (the train_inner
+    rows), ``valid`` (the validation lines' values, NFE included) and ``budget_skips`` (batches skipped
+    over the solver's step budget).
+
+    A log appended to by resumed sessions counts each session's time once: a session lasts until its
+    "done training" line or, if it was cut off, its last time stamp, and the curve's seconds go on from
+    the sessions before."""
+    lines = log_text.splitlines()
+    boundaries = [i for i, line in enumerate(lines) if SESSION_LINE.search(line)] or [0]
+    curve, elapsed, trained = [], 0.0, False
+    for first, end in zip(boundaries, boundaries[1:] + [len(lines)]):
+        session = lines[first:end]
+        starts = [match for match in map(START_LINE.match, session) if match]
+        if not starts:
+            continue
+        trained, start = True, _stamp(starts[0])
+        for match in map(VALID_LINE.match, session):
+            if match:
+                curve.append((elapsed + (_stamp(match) - start).total_seconds(), int(match[3]), float(match[2])))
+        done = [match for match in map(DONE_LINE.search, session) if match]
+        stamps = [match for match in (re.match(TIMESTAMP, line) for line in session) if match]
+        elapsed += float(done[-1][1]) if done else (_stamp(stamps[-1]) - start).total_seconds()
+    if not trained:
+        raise ValueError("no 'begin training' line: training never started (see the log)")
+    inner = inner_rows(log_text)
+    updates = int(max([row.get("num_updates", 0) for row in inner] + [u for _, u, _ in curve] + [0]))
+    nfe = {}
+    for key in NFE_KEYS:
+        values = [row[key] for row in inner if key in row]
+        if values:
+            nfe[key] = (values[0], values[-1])
+    valid = [_values(line.split("valid on 'valid' subset", 1)[1], " ") for line in lines if VALID_LINE.match(line)]
+    return {"updates": updates, "train_seconds": elapsed, "curve": curve, "nfe": nfe, "inner": inner,
+            "valid": valid, "budget_skips": len(SKIP_LINE.findall(log_text))}
+
+
+def best_point(curve):
+    """(seconds, updates, loss) of the lowest validation loss, or None."""
+    return min(curve, key=lambda point: point[2]) if curve else None
+
+
+def time_to_reach(curve, loss):
+    """Seconds until a validation loss <= ``loss``, interpolated between validations; None if never."""
+    previous = (0.0, float("inf"))
+    for seconds, _, value in curve:
+        if value <= loss:
+            before_s, before_loss = previous
+            if before_loss == float("inf"):
+                return seconds
+            return before_s + (seconds - before_s) * (before_loss - loss) / (before_loss - value)
+        previous = (seconds, value)
+    return None
+
+
+def translation_speeds(generate_stderr):
+    """fairseq-generate's sentences per second, one per subset translated, in order."""
+    return [float(m[3]) for m in TRANSLATED.finditer(generate_stderr)]

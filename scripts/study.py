@@ -1,0 +1,314 @@
+"""The study runner: every experiment trained under one budget, strictly one after another, then translated;
+one results table (Markdown and JSON) and the figures.
+
+    scripts/study.sh [--minutes 10 | --full] [--all-test-sets] [EXPERIMENT ...]
+
+An EXPERIMENT is a config name (configs/NAME.args) or path; by default every experiment of the study,
+its ablations, and the fast and regularised configs (see --list). Each is trained with its own config's
+flags:
+- --minutes M (default 10): for M minutes of wall time (fairseq's --stop-time-hours; the config's epoch
+  and update limits are lifted), validating every --validate-every updates. An interrupted experiment
+  starts again from scratch: a time budget cannot be resumed honestly.
+- --full: the config's own schedule (epochs, updates, stop time), resuming from its checkpoint_last.pt when
+  interrupted: for a GPU machine.
+Then test2016 is translated with beam 5 (all three test sets with --all-test-sets) and scored.
+
+An experiment whose result is in WORK/NAME/study_result.json for the same budget and flags is kept: re-run
+the same command to go on where it stopped. One runner per WORK directory at a time (a lock file), and it
+runs one training at a time: on a shared machine a wall-time budget means nothing otherwise.
+Writes OUT/study.md, OUT/study.json and OUT/study/*.png (node_transformer.plot).
+"""
+import argparse
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GROUPS = {
+    "references": ["transformer_1layer", "transformer_6layer", "transformer_tiny"],
+    "study": ["node_full_tol1e-2", "node_full_tol1e-3", "node_full_aug1", "node_decoder_aug1",
+              "node_separated_aug1", "node_separated_aug1_timedep", "node_separated_aug1_weightdecay"],
+    "ablations": ["node_full_tol1e-2_2019bug", "node_separated_aug1_2019bug"],
+    "fast": ["node_fast_rk4", "node_fast_separated_midpoint", "node_fast_separated_euler"],
+    "regularised": ["demo", "demo_kinetic", "demo_jacobian", "demo_steer"],
+}
+DEFAULT_EXPERIMENTS = [name for names in GROUPS.values() for name in names]
+SUBSETS = {"test": "test2016_flickr", "test1": "test2017_flickr", "test2": "test2017_mscoco"}
+RESULT_FILE = "study_result.json"
+STARTED_FILE = "study_started_as"  # the fingerprint a run was started with: only such a run is resumed
+STOP_LINE = re.compile(r"\b\w*(?:Error|Stopped|Exception|error)\b: .*")
+
+
+class StudyError(Exception):
+    pass
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="scripts/study.sh", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
+                        help="config names or paths (default: every experiment of --list)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=None, help="training wall time of each experiment (default 10)")
+    budget.add_argument("--full", action="store_true", help="each config's own schedule, resumable (GPU machines)")
+    parser.add_argument("--all-test-sets", action="store_true", help="translate test2016, test2017 and mscoco2017")
+    parser.add_argument("--validate-every", type=int, default=100, metavar="UPDATES",
+                        help="validation interval under --minutes (default 100)")
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("DATA", REPO / "data" / "multi30k_en_de" / "bin")))
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "study", help="run directories (default runs/study)")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results",
+                        help="where study.md, study.json and study/ go (default benchmarks/results)")
+    parser.add_argument("--list", action="store_true", help="print the default experiments by group and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for group, names in GROUPS.items():
+            print(f"{group}: {' '.join(names)}")
+        parser.exit(0)
+    if args.minutes is not None and not args.minutes > 0:
+        parser.error(f"--minutes must be positive, got {args.minutes:g}")
+    if not args.full and args.minutes is None:
+        args.minutes = 10.0
+    if args.validate_every < 1:
+        parser.error("--validate-every must be a positive number of updates")
+    from node_transformer.experiment_config import config_path
+
+    args.experiments = args.experiments or DEFAULT_EXPERIMENTS
+    args.configs = [config_path(name) for name in args.experiments]
+    missing = [str(path) for path in args.configs if not path.is_file()]
+    if missing:
+        parser.error(f"no config file {', '.join(missing)} (--list shows the study's experiments)")
+    if len({path.stem for path in args.configs}) != len(args.configs):
+        parser.error("an experiment is named twice")
+    if not (args.data / "dict.en.txt").is_file():
+        parser.error(f"--data {args.data}: no binarised Multi30k there (run scripts/prepare_multi30k.sh)")
+    return args
+
+
+def budget_of(args):
+    return {"full": True} if args.full else {"minutes": args.minutes, "validate_every": args.validate_every}
+
+
+def training_flags(config, args):
+    """The config's flags and, under a time budget, those that make time the only limit."""
+    from node_transformer.experiment_config import read_flags
+
+    flags = read_flags(config) + ["--log-format", "simple", "--log-interval", "50"]
+    if args.full:
+        return flags
+    every = str(args.validate_every)
+    return flags + ["--max-epoch", "0", "--max-update", "0", "--stop-time-hours", f"{args.minutes / 60:.6f}",
+                    "--validate-interval-updates", every, "--save-interval-updates", every,
+                    "--keep-interval-updates", "1", "--no-epoch-checkpoints", "--no-last-checkpoints"]
+
+
+def fingerprint(flags, budget, subsets):
+    text = json.dumps({"flags": flags, "budget": budget, "subsets": subsets}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def finished(run, key):
+    path = run / RESULT_FILE
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    return result if result.get("fingerprint") == key else None
+
+
+def device_flags():
+    import torch
+
+    return [] if torch.cuda.is_available() else ["--cpu"]
+
+
+def train(run, flags, args, key):
+    """fairseq-train into RUN (log RUN/train.log); returns whether it exited cleanly. Under --minutes it
+    starts from scratch; under --full it resumes (fairseq's checkpoint_last.pt) a run that was started
+    with the same fingerprint, and starts afresh otherwise."""
+    from node_transformer.hub import record_data
+
+    started_as = run / STARTED_FILE
+    resumable = args.full and started_as.is_file() and started_as.read_text() == key
+    if run.exists() and not resumable:
+        shutil.rmtree(run)
+    run.mkdir(parents=True, exist_ok=True)
+    started_as.write_text(key)
+    record_data(args.data, run)
+    command = [str(Path(sys.executable).parent / "fairseq-train"), str(args.data), "--user-dir",
+               str(REPO / "node_transformer"), *flags, "--save-dir", str(run / "checkpoints"),
+               "--tensorboard-logdir", str(run / "tb"), *device_flags()]
+    (run / "command.txt").write_text(" ".join(command) + "\n")
+    with open(run / "train.log", "a") as log:
+        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO).returncode == 0
+
+
+def translate(run, subsets, data):
+    """scripts/generate.sh on RUN: {subset name: scores} with fairseq-generate's sentences/s."""
+    from node_transformer.training_log import translation_speeds
+
+    env = dict(os.environ, DATA=str(data), PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "generate.sh"), str(run), "--subsets", " ".join(subsets)],
+                          capture_output=True, text=True, env=env, cwd=REPO)
+    (run / "gen").mkdir(exist_ok=True)
+    (run / "gen" / "generate.log").write_text(proc.stderr)
+    if proc.returncode != 0:
+        raise StudyError(f"translating {run.name} failed; see {run / 'gen' / 'generate.log'}")
+    scores = json.loads((run / "results.json").read_text())
+    speeds = translation_speeds(proc.stderr)
+    if len(speeds) != len(subsets):
+        raise StudyError(f"translating {run.name}: {len(speeds)} speed lines for {len(subsets)} test sets; "
+                         f"see {run / 'gen' / 'generate.log'}")
+    return {SUBSETS[subset]: {**scores[SUBSETS[subset]], "sentences_per_second": speed}
+            for subset, speed in zip(subsets, speeds)}
+
+
+def summarise(name, log_text, translation):
+    from node_transformer.training_log import best_point, read_training
+
+    try:
+        training = read_training(log_text)
+    except ValueError:  # stopped before training began
+        training = {"updates": 0, "train_seconds": 0.0, "curve": [], "nfe": {}, "budget_skips": 0}
+    best = best_point(training["curve"])
+    return {
+        "experiment": name,
+        "updates": training["updates"],
+        "train_seconds": training["train_seconds"],
+        "seconds_per_update": training["train_seconds"] / max(training["updates"], 1),
+        "best_valid_loss": best[2] if best else None,
+        "best_at_update": best[1] if best else None,
+        "best_at_minutes": best[0] / 60 if best else None,
+        "curve": training["curve"],
+        "nfe": training["nfe"],
+        "budget_skips": training["budget_skips"],
+        "translation": translation,
+    }
+
+
+def stop_reason(log_text):
+    """The error that ended a training run, from the last lines of its log."""
+    for line in reversed(log_text.splitlines()[-200:]):
+        match = STOP_LINE.search(line)
+        if match:
+            return match[0][:300]
+    return "training exited with an error"
+
+
+def run_experiment(config, args, subsets):
+    """Train and translate one experiment, or keep its earlier result. A run that stops with an error (a
+    solver that keeps exceeding its step budget, say) is a result too: it is recorded with its reason,
+    translated from its best checkpoint if it has one, and the study goes on."""
+    run = args.work / config.stem
+    flags = training_flags(config, args)
+    key = fingerprint(flags, budget_of(args), subsets)
+    result = finished(run, key)
+    if result is not None:
+        print(f"{config.stem}: kept (finished earlier)", flush=True)
+        return result
+    started = time.time()
+    print(f"{config.stem}: training ({'full schedule' if args.full else f'{args.minutes:g} min'})", flush=True)
+    stopped = None
+    if not train(run, flags, args, key):
+        stopped = stop_reason((run / "train.log").read_text())
+        print(f"{config.stem}: training stopped: {stopped}", flush=True)
+    translation = {}
+    if (run / "checkpoints" / "checkpoint_best.pt").is_file():
+        print(f"{config.stem}: translating {' '.join(subsets)}", flush=True)
+        try:
+            translation = translate(run, subsets, args.data)
+        except StudyError as error:
+            stopped = f"{stopped + '; ' if stopped else ''}{error}"
+    result = {**summarise(config.stem, (run / "train.log").read_text(), translation), "stopped": stopped,
+              "fingerprint": key, "budget": budget_of(args)}
+    (run / RESULT_FILE).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"{config.stem}: done in {(time.time() - started) / 60:.1f} min", flush=True)
+    return result
+
+
+def _nfe_cell(nfe, direction):
+    cells = [f"{side} {nfe[key][0]:.0f}→{nfe[key][1]:.0f}" for side in ("enc", "dec")
+             if (key := f"nfe_{side}_{direction}") in nfe]
+    return ", ".join(cells) or "-"
+
+
+def table_rows(results, subsets):
+    rows = []
+    for r in results:
+        scores = [r["translation"].get(SUBSETS[s]) for s in subsets]
+        best = f"{r['best_valid_loss']:.2f} (update {r['best_at_update']}, {r['best_at_minutes']:.1f} min)" \
+            if r["best_valid_loss"] is not None else "-"
+        bleu = " / ".join(f"{score['tokenized_bleu']:.1f}" if score else "-" for score in scores)
+        sacre = " / ".join(f"{score['sacrebleu']:.1f}" if score else "-" for score in scores)
+        speed = scores[0].get("sentences_per_second") if scores[0] else None
+        name = r["experiment"] + (" (stopped)" if r.get("stopped") else "")
+        rows.append([name, r["updates"], f"{r['seconds_per_update']:.2f}", best,
+                     _nfe_cell(r["nfe"], "fwd"), _nfe_cell(r["nfe"], "bwd"), r["budget_skips"], bleu, sacre,
+                     f"{speed:.1f}" if speed else "-"])
+    return rows
+
+
+def write_results(results, args, subsets):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from report import Table, publish
+
+    budget = "each config's full schedule" if args.full else f"{args.minutes:g} minutes of training each"
+    test_names = " / ".join(SUBSETS[s] for s in subsets)
+    command = "scripts/study.sh " + ("--full" if args.full else f"--minutes {args.minutes:g}") + \
+        (" --all-test-sets" if args.all_test_sets else "") + " " + " ".join(args.experiments)
+    stopped = "".join(f" {r['experiment']} stopped: {r['stopped']}." for r in results if r.get("stopped"))
+    table = Table(
+        "study", f"The study: {budget}, Multi30k EN-DE, strictly one after another",
+        ["experiment", "updates", "s/update", "best valid loss (when)", "fwd NFE per solve (first→last logged)",
+         "bwd NFE per solve", "budget skips", f"BLEU tok ({test_names})", "sacreBLEU", "sentences/s (test2016)"],
+        table_rows(results, subsets),
+        note=f"Command: {command}. Valid loss is fairseq's (label-smoothed, base 2); NFE are train_inner means "
+             f"over 50 updates; BLEU with beam 5 from the best checkpoint." +
+             ("" if args.full else " A budget this short is early training, not convergence: compare the runs "
+                                   "with each other, not with converged losses.") + stopped)
+    publish(table, args.out)
+    (args.out / "study.json").write_text(json.dumps({"command": command, "results": results}, indent=1) + "\n")
+
+
+def plot(args):
+    """The figures of every run that logged anything (a run stopped at its first batch has no curves)."""
+    import logging
+
+    from node_transformer.plot import PlotError, load_run, plot_runs
+
+    logging.getLogger().setLevel(logging.WARNING)
+    runs = []
+    for config in args.configs:
+        try:
+            load_run(args.work / config.stem)
+            runs.append(args.work / config.stem)
+        except PlotError as error:
+            print(f"study: {config.stem} is left out of the figures: {error}", file=sys.stderr)
+    if runs:
+        for path in plot_runs(runs, args.out / "study", ("png",)):
+            print(path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    subsets = list(SUBSETS) if args.all_test_sets else ["test"]
+    args.work.mkdir(parents=True, exist_ok=True)
+    with open(args.work / ".study.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"study: another study runner is using {args.work}; wait for it to finish", file=sys.stderr)
+            return 2
+        results = [run_experiment(config, args, subsets) for config in args.configs]
+        write_results(results, args, subsets)
+        plot(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
