@@ -40,7 +40,11 @@ def parse_args(argv=None):
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "equal_time",
                         help="run directories (default runs/equal_time); an existing run is trained again")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where equal_time.md/.json go")
-    args = parser.parse_args(argv)
+    return check_budget_and_data(parser, parser.parse_args(argv))
+
+
+def check_budget_and_data(parser, args):
+    """--minutes and --data, checked for every equal-time benchmark."""
     if args.minutes <= 0:
         parser.error("--minutes must be positive")
     if not (args.data / "dict.en.txt").is_file():

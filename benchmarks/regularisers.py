@@ -40,12 +40,7 @@ def parse_args(argv=None):
     parser.add_argument("--keep", action="store_true",
                         help="reuse the runs in --work that finished training for the same --minutes (a config added "
                              "later trains alone; the table says which runs were kept)")
-    args = parser.parse_args(argv)
-    if args.minutes <= 0:
-        parser.error("--minutes must be positive")
-    if not (args.data / "dict.en.txt").is_file():
-        parser.error(f"--data {args.data}: no binarised Multi30k there (run scripts/prepare_multi30k.sh)")
-    return args
+    return equal_time.check_budget_and_data(parser, parser.parse_args(argv))
 
 
 def summarise(inner, key="nfe_dec_fwd"):

@@ -40,3 +40,11 @@ def assert_same_gradients(gradients, reference, rtol=1e-6):
         error = (gradients[name] - expected).norm()
         assert error <= rtol * max(expected.norm(), 1e-6 * total), f"{name}: {error:.3e} vs {expected.norm():.3e}"
     return total
+
+
+def adjoint_and_backprop_models(data_dir, *flags):
+    """(task, adjoint model, backprop model): the same weights, float64, in training mode."""
+    task, adjoint_model, _ = build(data_dir, *flags, "--node-gradient", "adjoint")
+    _, backprop_model, _ = build(data_dir, *flags, "--node-gradient", "backprop")
+    backprop_model.load_state_dict(adjoint_model.state_dict())
+    return task, adjoint_model.double().train(), backprop_model.double().train()

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from helpers import TINY_DIMS, assert_same_gradients, batch, build, nll
+from helpers import TINY_DIMS, adjoint_and_backprop_models, assert_same_gradients, batch, build, nll
 from node_transformer.modules import ODEBlock
 
 VARIANTS = {
@@ -157,11 +157,7 @@ def test_adjoint_gradients_equal_backprop(reverse_data, variant):
     only to about 1e-4, however tight the tolerance."""
     flags = [*TINY_DIMS, *variant, "--activation-fn", "gelu", "--node-rtol", "1e-10", "--node-atol", "1e-10", "--dropout", "0.2",
              "--activation-dropout", "0.1"]
-    task, adjoint_model, _ = build(reverse_data, *flags, "--node-gradient", "adjoint")
-    _, backprop_model, _ = build(reverse_data, *flags, "--node-gradient", "backprop")
-    backprop_model.load_state_dict(adjoint_model.state_dict())
-    adjoint_model.double().train()
-    backprop_model.double().train()
+    task, adjoint_model, backprop_model = adjoint_and_backprop_models(reverse_data, *flags)
     sample = batch(task)
     adjoint = _gradients(task, adjoint_model, sample, seed=1)
     backprop = _gradients(task, backprop_model, sample, seed=1)

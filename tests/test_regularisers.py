@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchdiffeq import odeint
 
-from helpers import TINY_DIMS, assert_same_gradients, batch, build, nll
+from helpers import TINY_DIMS, adjoint_and_backprop_models, assert_same_gradients, batch, build, nll
 from node_transformer import regularisation
 from node_transformer.modules import DropoutMasks, IntegratedRegularisers, ODEBlock, SolveContext
 from node_transformer.modules.regularisers import steer_end_time
@@ -45,11 +45,7 @@ def test_adjoint_gradients_equal_backprop_with_regularisers(reverse_data, varian
     """Kinetic, Jacobian and STEER together, dropout on: the adjoint's gradients are backprop's."""
     flags = [*TINY_DIMS, *variant, *REGULARISED, "--node-steer", "0.2", "--activation-fn", "gelu",
              "--node-rtol", "1e-10", "--node-atol", "1e-10", "--dropout", "0.2", "--activation-dropout", "0.1"]
-    task, adjoint_model, _ = build(reverse_data, *flags, "--node-gradient", "adjoint")
-    _, backprop_model, _ = build(reverse_data, *flags, "--node-gradient", "backprop")
-    backprop_model.load_state_dict(adjoint_model.state_dict())
-    adjoint_model.double().train()
-    backprop_model.double().train()
+    task, adjoint_model, backprop_model = adjoint_and_backprop_models(reverse_data, *flags)
     sample = batch(task)
     adjoint, adjoint_log = _gradients(adjoint_model, sample, seed=1)
     backprop, backprop_log = _gradients(backprop_model, sample, seed=1)
