@@ -77,7 +77,9 @@ def plot_runs(run_dirs, out, formats=("png", "svg")):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    colors = {name: f"C{i}" for i, name in enumerate(runs)}
+    # The default cycle has 10 colours; a whole study has more runs, and a repeated colour misnames a curve.
+    palette = [f"C{i}" for i in range(10)] if len(runs) <= 10 else list(matplotlib.colormaps["tab20"].colors)
+    colors = {name: palette[i % len(palette)] for i, name in enumerate(runs)}
 
     def series(run, split, tag):
         return run.get(split, {}).get(tag, [])

@@ -74,6 +74,11 @@ def best_point(curve):
     return min(curve, key=lambda point: point[2]) if curve else None
 
 
+def loss_at_update(curve, update):
+    """The validation loss logged at exactly ``update`` updates, or None."""
+    return next((value for _, updates, value in curve if updates == update), None)
+
+
 def time_to_reach(curve, loss):
     """Seconds until a validation loss <= ``loss``, interpolated between validations; None if never."""
     previous = (0.0, float("inf"))

@@ -237,7 +237,17 @@ def _nfe_cell(nfe, direction):
     return ", ".join(cells) or "-"
 
 
-def table_rows(results, subsets):
+def common_update(results, every):
+    """The last validation every run reached (updates, a multiple of ``every``): losses there compare what
+    the runs learnt per update, whatever an update cost. A run too slow to reach its first such validation
+    is left out (its cell stays empty); None when no run reached one."""
+    reached = [max((u for _, u, _ in r["curve"] if u % every == 0), default=0) for r in results]
+    return min((u for u in reached if u > 0), default=None)
+
+
+def table_rows(results, subsets, at_update):
+    from node_transformer.training_log import loss_at_update
+
     rows = []
     for r in results:
         scores = [r["translation"].get(SUBSETS[s]) for s in subsets]
@@ -247,7 +257,9 @@ def table_rows(results, subsets):
         sacre = " / ".join(f"{score['sacrebleu']:.1f}" if score else "-" for score in scores)
         speed = scores[0].get("sentences_per_second") if scores[0] else None
         name = r["experiment"] + (" (stopped)" if r.get("stopped") else "")
+        equal = loss_at_update(r["curve"], at_update) if at_update else None
         rows.append([name, r["updates"], f"{r['seconds_per_update']:.2f}", best,
+                     f"{equal:.2f}" if equal is not None else "-",
                      _nfe_cell(r["nfe"], "fwd"), _nfe_cell(r["nfe"], "bwd"), r["budget_skips"], bleu, sacre,
                      f"{speed:.1f}" if speed else "-"])
     return rows
@@ -262,17 +274,21 @@ def write_results(results, args, subsets):
     command = "scripts/study.sh " + ("--full" if args.full else f"--minutes {args.minutes:g}") + \
         (" --all-test-sets" if args.all_test_sets else "") + " " + " ".join(args.experiments)
     stopped = "".join(f" {r['experiment']} stopped: {r['stopped']}." for r in results if r.get("stopped"))
+    at_update = None if args.full else common_update(results, args.validate_every)
     table = Table(
         "study", f"The study: {budget}, Multi30k EN-DE, strictly one after another",
-        ["experiment", "updates", "s/update", "best valid loss (when)", "fwd NFE per solve (first→last logged)",
-         "bwd NFE per solve", "budget skips", f"BLEU tok ({test_names})", "sacreBLEU", "sentences/s (test2016)"],
-        table_rows(results, subsets),
+        ["experiment", "updates", "s/update", "best valid loss (when)",
+         f"valid loss at update {at_update}" if at_update else "valid loss at equal updates",
+         "fwd NFE per solve (first→last logged)", "bwd NFE per solve", "budget skips", f"BLEU tok ({test_names})", "sacreBLEU", "sentences/s (test2016)"],
+        table_rows(results, subsets, at_update),
         note=f"Command: {command}. Valid loss is fairseq's (label-smoothed, base 2); NFE are train_inner means "
              f"over 50 updates; BLEU with beam 5 from the best checkpoint." +
+             (f" Update {at_update} is the last validation every run reached: the loss there compares "
+              "learning per update, the best loss learning per minute." if at_update else "") +
              ("" if args.full else " A budget this short is early training, not convergence: compare the runs "
                                    "with each other, not with converged losses.") + stopped)
     publish(table, args.out)
-    (args.out / "study.json").write_text(json.dumps({"command": command, "results": results}, indent=1) + "\n")
+    (args.out / "study.json").write_text(json.dumps({"command": command, "equal_updates": at_update, "results": results}, indent=1) + "\n")
 
 
 def plot(args):

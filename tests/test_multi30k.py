@@ -271,13 +271,20 @@ def test_study_runs_keeps_resumes_and_records_a_stopped_run(prepared, tmp_path):
     experiments = ["transformer_1layer", "node_fast_separated_euler", stalling]
     proc = study(prepared, work, "--minutes", "0.1", "--validate-every", "2", *experiments)
     table = (work / "results" / "study.md").read_text()
-    results = {r["experiment"]: r for r in json.loads((work / "results" / "study.json").read_text())["results"]}
+    written = json.loads((work / "results" / "study.json").read_text())
+    results = {r["experiment"]: r for r in written["results"]}
     assert list(results) == ["transformer_1layer", "node_fast_separated_euler", "stalling"]
+    equal = written["equal_updates"]  # the last validation both trained runs reached
+    assert equal % 2 == 0 and f"valid loss at update {equal} |" in table
+    assert equal == min(max(u for _, u, _ in results[name]["curve"] if u % 2 == 0)
+                        for name in ("transformer_1layer", "node_fast_separated_euler"))
     for name in ("transformer_1layer", "node_fast_separated_euler"):
         result = results[name]
         assert result["stopped"] is None and result["updates"] > 0 and result["best_valid_loss"] > 0
         assert 0 <= result["translation"]["test2016_flickr"]["tokenized_bleu"] <= 100
-        assert f"| {name} | {result['updates']} |" in table
+        loss_there = next(loss for _, u, loss in result["curve"] if u == equal)
+        assert f"| {name} | {result['updates']} | {result['seconds_per_update']:.2f} | " in table
+        assert f"min) | {loss_there:.2f} | " in table.split(f"| {name} |")[1].split("\n")[0]
     stalled = results["stalling"]
     assert stalled["stopped"] and "consecutive batches exceeded the solver budget" in stalled["stopped"]
     assert stalled["budget_skips"] == 1  # the first batch skipped, the second stopped training

@@ -84,3 +84,17 @@ def test_notebook_runs_headless(runs, tmp_path):
             assert_image(out / section / f"{name}.png")
     images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 4
+
+
+def test_a_whole_study_gets_a_colour_per_run(runs, tmp_path):
+    import re
+    import shutil
+
+    names = [f"experiment_{i:02d}" for i in range(12)]  # more runs than matplotlib's 10-colour cycle
+    for name in names:
+        shutil.copytree(runs / NODE_RUN, tmp_path / "runs" / name)
+    proc = plot(*(tmp_path / "runs" / name for name in names), "--out", tmp_path / "out", "--formats", "svg")
+    assert proc.returncode == 0, proc.stderr
+    svg = (tmp_path / "out" / "best_valid_loss_vs_updates.svg").read_text()
+    line_colours = set(re.findall(r"stroke: (#[0-9a-f]{6}); stroke-width: 1\.5", svg))
+    assert len(line_colours) == len(names), line_colours
