@@ -124,9 +124,15 @@ def plot_runs(run_dirs, out, formats=("png", "svg")):
                 if points:
                     ax.plot([p[0] for p in points], [p[2] for p in points], color=colors[run_name], label=run_name)
             ax.set(xlabel="updates", ylabel=ylabel, title=title_of(key))
-        axes[0][0].legend(fontsize=8)
         fig.suptitle(suptitle)
         fig.tight_layout()
+        # One legend for the figure: a run may be missing from the first panel (a classic encoder has no
+        # encoder NFE), and a legend per panel would crowd the curves.
+        named = {}
+        for ax in axes[0]:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                named.setdefault(label, handle)
+        fig.legend(list(named.values()), list(named), fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
         paths = _save(fig, out, name, formats)
         plt.close(fig)
         return paths

@@ -98,3 +98,19 @@ def test_a_whole_study_gets_a_colour_per_run(runs, tmp_path):
     svg = (tmp_path / "out" / "best_valid_loss_vs_updates.svg").read_text()
     line_colours = set(re.findall(r"stroke: (#[0-9a-f]{6}); stroke-width: 1\.5", svg))
     assert len(line_colours) == len(names), line_colours
+
+
+def test_nfe_legend_names_runs_missing_from_the_first_panel(tmp_path):
+    from tensorboardX import SummaryWriter
+
+    for name, tag in (("encoder_and_decoder", "nfe_enc_fwd"), ("decoder_only", "nfe_dec_fwd")):
+        with SummaryWriter(str(tmp_path / name / "tb" / "train_inner")) as writer:
+            for update in (10, 20):
+                writer.add_scalar(tag, 14.0 + update / 10, update)
+                writer.add_scalar("loss", 9.0 - update / 10, update)
+    proc = plot(tmp_path / "encoder_and_decoder", tmp_path / "decoder_only", "--out", tmp_path / "out",
+                "--formats", "svg")
+    assert proc.returncode == 0, proc.stderr
+    svg = (tmp_path / "out" / "nfe.svg").read_text()
+    assert "encoder, forward" in svg and "decoder, forward" in svg
+    assert "decoder_only" in svg and "encoder_and_decoder" in svg  # each run named in the legend
