@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-NFE_KEYS = ("nfe_enc_fwd", "nfe_enc_bwd", "nfe_dec_fwd", "nfe_dec_bwd")
+from node_transformer.training_log import NFE_KEYS
 REGULARISER_KEYS = ("node_kinetic_enc", "node_jacobian_enc", "node_kinetic_dec", "node_jacobian_dec")
 SPLITS = ("train_inner", "train", "valid")
 
