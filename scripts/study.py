@@ -7,15 +7,19 @@ An EXPERIMENT is a config name (configs/NAME.args) or path; by default every exp
 its ablations, and the fast and regularised configs (see --list). Each is trained with its own config's
 flags:
 - --minutes M (default 10): for M minutes of wall time (fairseq's --stop-time-hours; the config's epoch
-  and update limits are lifted), validating every --validate-every updates. An interrupted experiment
-  starts again from scratch: a time budget cannot be resumed honestly.
+  and update limits are lifted), validating every --validate-every updates. An experiment interrupted
+  while training starts again from scratch (a time budget cannot be resumed honestly); one interrupted
+  while translating is only translated.
 - --full: the config's own schedule (epochs, updates, stop time), resuming from its checkpoint_last.pt when
   interrupted: for a GPU machine.
-Then test2016 is translated with beam 5 (all three test sets with --all-test-sets) and scored.
+Then test2016 is translated with beam 5 (all three test sets with --all-test-sets) and scored, each
+translation at most 1.2 x its source + 10 tokens long (TRANSLATION_FLAGS).
 
 An experiment whose result is in WORK/NAME/study_result.json for the same budget and flags is kept: re-run
-the same command to go on where it stopped. One runner per WORK directory at a time (a lock file), and it
-runs one training at a time: on a shared machine a wall-time budget means nothing otherwise.
+the same command to go on where it stopped. A kept experiment translated with other TRANSLATION_FLAGS is
+translated again from its best checkpoint, without training again. One runner per WORK directory at a time
+(a lock file), and it runs one training at a time: on a shared machine a wall-time budget means nothing
+otherwise.
 Writes OUT/study.md, OUT/study.json and OUT/study/*.png (node_transformer.plot).
 """
 import argparse
@@ -43,6 +47,11 @@ DEFAULT_EXPERIMENTS = [name for names in GROUPS.values() for name in names]
 SUBSETS = {"test": "test2016_flickr", "test1": "test2017_flickr", "test2": "test2017_mscoco"}
 RESULT_FILE = "study_result.json"
 STARTED_FILE = "study_started_as"  # the fingerprint a run was started with: only such a run is resumed
+# An early checkpoint often repeats one token up to fairseq's default cap of 200, and an adaptive NODE
+# decoder recomputes the whole prefix at each step: such a sentence took 12 s on 2 CPU cores (a test set,
+# hours). 1.2 x source + 10 holds every Multi30k validation and test reference.
+TRANSLATION_FLAGS = ["--max-len-a", "1.2", "--max-len-b", "10"]
+TRAINED_LINE = "fairseq_cli.train | done training in "
 STOP_LINE = re.compile(r"\b\w*(?:Error|Stopped|Exception|error)\b: .*")
 
 
@@ -121,6 +130,13 @@ def finished(run, key):
     return result if result.get("fingerprint") == key else None
 
 
+def trained(run, key):
+    """Whether RUN finished training as KEY and was interrupted after it, while translating."""
+    started_as, log = run / STARTED_FILE, run / "train.log"
+    return (started_as.is_file() and started_as.read_text() == key and log.is_file()
+            and TRAINED_LINE in log.read_text())
+
+
 def device_flags():
     import torch
 
@@ -153,8 +169,8 @@ def translate(run, subsets, data):
     from node_transformer.training_log import translation_speeds
 
     env = dict(os.environ, DATA=str(data), PYTHON=sys.executable)
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "generate.sh"), str(run), "--subsets", " ".join(subsets)],
-                          capture_output=True, text=True, env=env, cwd=REPO)
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "generate.sh"), str(run), "--subsets", " ".join(subsets),
+                           *TRANSLATION_FLAGS], capture_output=True, text=True, env=env, cwd=REPO)
     (run / "gen").mkdir(exist_ok=True)
     (run / "gen" / "generate.log").write_text(proc.stderr)
     if proc.returncode != 0:
@@ -200,6 +216,17 @@ def stop_reason(log_text):
     return "training exited with an error"
 
 
+def translate_best(run, subsets, data, stopped):
+    """Translate RUN's best checkpoint, if it has one: (translation, stopped with any failure added)."""
+    if not (run / "checkpoints" / "checkpoint_best.pt").is_file():
+        return {}, stopped
+    print(f"{run.name}: translating {' '.join(subsets)}", flush=True)
+    try:
+        return translate(run, subsets, data), stopped
+    except StudyError as error:
+        return {}, f"{stopped + '; ' if stopped else ''}{error}"
+
+
 def run_experiment(config, args, subsets):
     """Train and translate one experiment, or keep its earlier result. A run that stops with an error (a
     solver that keeps exceeding its step budget, say) is a result too: it is recorded with its reason,
@@ -208,23 +235,26 @@ def run_experiment(config, args, subsets):
     flags = training_flags(config, args)
     key = fingerprint(flags, budget_of(args), subsets)
     result = finished(run, key)
-    if result is not None:
+    if result is not None and result.get("translation_flags") == TRANSLATION_FLAGS:
         print(f"{config.stem}: kept (finished earlier)", flush=True)
         return result
     started = time.time()
-    print(f"{config.stem}: training ({'full schedule' if args.full else f'{args.minutes:g} min'})", flush=True)
-    stopped = None
-    if not train(run, flags, args, key):
-        stopped = stop_reason((run / "train.log").read_text())
-        print(f"{config.stem}: training stopped: {stopped}", flush=True)
-    translation = {}
-    if (run / "checkpoints" / "checkpoint_best.pt").is_file():
-        print(f"{config.stem}: translating {' '.join(subsets)}", flush=True)
-        try:
-            translation = translate(run, subsets, args.data)
-        except StudyError as error:
-            stopped = f"{stopped + '; ' if stopped else ''}{error}"
+    if result is not None:
+        print(f"{config.stem}: kept the training (finished earlier), translating again with "
+              f"{' '.join(TRANSLATION_FLAGS)}", flush=True)
+        training_stopped = result.get("training_stopped", result["stopped"])
+    elif trained(run, key):
+        print(f"{config.stem}: trained earlier, translating", flush=True)
+        training_stopped = None
+    else:
+        print(f"{config.stem}: training ({'full schedule' if args.full else f'{args.minutes:g} min'})", flush=True)
+        training_stopped = None
+        if not train(run, flags, args, key):
+            training_stopped = stop_reason((run / "train.log").read_text())
+            print(f"{config.stem}: training stopped: {training_stopped}", flush=True)
+    translation, stopped = translate_best(run, subsets, args.data, training_stopped)
     result = {**summarise(config.stem, (run / "train.log").read_text(), translation), "stopped": stopped,
+              "training_stopped": training_stopped, "translation_flags": TRANSLATION_FLAGS,
               "fingerprint": key, "budget": budget_of(args)}
     (run / RESULT_FILE).write_text(json.dumps(result, indent=1) + "\n")
     print(f"{config.stem}: done in {(time.time() - started) / 60:.1f} min", flush=True)
@@ -282,7 +312,8 @@ def write_results(results, args, subsets):
          "fwd NFE per solve (first→last logged)", "bwd NFE per solve", "budget skips", f"BLEU tok ({test_names})", "sacreBLEU", "sentences/s (test2016)"],
         table_rows(results, subsets, at_update),
         note=f"Command: {command}. Valid loss is fairseq's (label-smoothed, base 2); NFE are train_inner means "
-             f"over 50 updates; BLEU with beam 5 from the best checkpoint." +
+             f"over 50 updates; BLEU with beam 5 from the best checkpoint, translations at most 1.2 x source + 10 "
+             f"tokens long." +
              (f" Update {at_update} is the last validation every run reached: the loss there compares "
               "learning per update, the best loss learning per minute." if at_update else "") +
              ("" if args.full else " A budget this short is early training, not convergence: compare the runs "

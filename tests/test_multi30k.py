@@ -263,7 +263,8 @@ def study(prepared, work, *args, check=True):
 
 def test_study_runs_keeps_resumes_and_records_a_stopped_run(prepared, tmp_path):
     """Two experiments and one whose solver keeps exceeding its budget, under a few seconds each: one table;
-    a second call keeps every finished experiment; a lost result retrains that experiment alone."""
+    a second call keeps every finished experiment; an experiment interrupted while translating is translated,
+    one interrupted while training retrains alone."""
     stalling = tmp_path / "stalling.args"
     stalling.write_text(" ".join(read_flags(REPO / "configs" / "demo.args"))
                         + " --node-max-num-steps 1 --node-max-consecutive-skips 2\n")
@@ -290,13 +291,36 @@ def test_study_runs_keeps_resumes_and_records_a_stopped_run(prepared, tmp_path):
     assert stalled["budget_skips"] == 1  # the first batch skipped, the second stopped training
     assert "| stalling (stopped) |" in table and "early training, not convergence" in table
     assert (work / "results" / "study" / "best_valid_loss_vs_hours.png").is_file()
+    longest_source = max(len(line.split()) for line in (prepared / "bpe" / "test.en").read_text().splitlines()) + 1
+    for name in ("transformer_1layer", "node_fast_separated_euler"):  # at most 1.2 x source + 10 (+ EOS)
+        scored = [line for line in (work / name / "gen" / "test.txt").read_text().splitlines() if line.startswith("P-")]
+        assert scored and max(len(line.split("\t")[1].split()) for line in scored) <= int(1.2 * longest_source + 10) + 1
+        assert "'max_len_a': 1.2" in (work / name / "gen" / "generate.log").read_text()
 
     logs = {name: (work / name / "train.log").stat().st_mtime for name in results}
     again = study(prepared, work, "--minutes", "0.1", "--validate-every", "2", *experiments)
     assert again.stdout.count("kept (finished earlier)") == 3
     assert logs == {name: (work / name / "train.log").stat().st_mtime for name in results}
 
-    (work / "transformer_1layer" / "study_result.json").unlink()  # as if interrupted while training
+    euler = work / "node_fast_separated_euler" / "study_result.json"
+    before_bound = {key: value for key, value in json.loads(euler.read_text()).items() if key != "translation_flags"}
+    euler.write_text(json.dumps(before_bound))  # as translated before the study bounded translation lengths
+    bounded = study(prepared, work, "--minutes", "0.1", "--validate-every", "2", *experiments)
+    assert "node_fast_separated_euler: kept the training (finished earlier), translating again" in bounded.stdout
+    assert bounded.stdout.count("kept (finished earlier)") == 2
+    assert logs == {name: (work / name / "train.log").stat().st_mtime for name in results}
+    retranslated = json.loads(euler.read_text())
+    assert retranslated["translation_flags"] and retranslated["updates"] == before_bound["updates"]
+    assert retranslated["translation"]["test2016_flickr"]["tokenized_bleu"] >= 0
+
+    (work / "transformer_1layer" / "study_result.json").unlink()  # as if interrupted while translating
+    translated = study(prepared, work, "--minutes", "0.1", "--validate-every", "2", *experiments)
+    assert "transformer_1layer: trained earlier, translating" in translated.stdout
+    assert logs == {name: (work / name / "train.log").stat().st_mtime for name in results}
+
+    log = work / "transformer_1layer" / "train.log"
+    log.write_text(log.read_text().split("fairseq_cli.train | done training")[0])  # ... and while training
+    (work / "transformer_1layer" / "study_result.json").unlink()
     resumed = study(prepared, work, "--minutes", "0.1", "--validate-every", "2", *experiments)
     assert resumed.stdout.count("kept (finished earlier)") == 2 and "transformer_1layer: training" in resumed.stdout
     assert (work / "transformer_1layer" / "train.log").read_text().count("| training on ") == 1  # from scratch
