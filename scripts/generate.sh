@@ -4,7 +4,9 @@ usage="Usage: scripts/generate.sh RUN_DIR [--checkpoint FILE] [--subsets 'test t
 Translates Multi30k test2016 (test), test2017 (test1) and mscoco2017 (test2) with fairseq-generate --beam 5
 from RUN_DIR/checkpoints/checkpoint_best.pt, then scores each: tokenized lowercased BLEU (comparable with
 published Multi30k numbers), sacreBLEU on detokenized output (with its signature) and the mean NFE per
-sentence. Writes RUN_DIR/gen/SUBSET.txt and RUN_DIR/results.json.
+sentence. Writes RUN_DIR/gen/SUBSET.txt and RUN_DIR/results.json. FAIRSEQ_FLAGS go to fairseq-generate:
+for an early checkpoint of an adaptive NODE decoder, --max-len-a 1.2 --max-len-b 10 keeps it from
+repeating a word up to 200 tokens and recomputing its prefix at each one (hours for a test set).
 Environment: DATA (default data/multi30k_en_de/bin), PYTHON (default .venv/bin/python)."
 set -euo pipefail
 case "${1:-}" in -h|--help) echo "$usage"; exit 0 ;; "") echo "$usage" >&2; exit 2 ;; esac

@@ -235,7 +235,9 @@ def run_experiment(config, args, subsets):
     flags = training_flags(config, args)
     key = fingerprint(flags, budget_of(args), subsets)
     result = finished(run, key)
-    if result is not None and result.get("translation_flags") == TRANSLATION_FLAGS:
+    best_checkpoint = run / "checkpoints" / "checkpoint_best.pt"
+    translated_as_now = result is not None and result.get("translation_flags") == TRANSLATION_FLAGS
+    if result is not None and (translated_as_now or not best_checkpoint.is_file()):
         print(f"{config.stem}: kept (finished earlier)", flush=True)
         return result
     started = time.time()
