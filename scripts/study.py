@@ -130,11 +130,20 @@ def finished(run, key):
     return result if result.get("fingerprint") == key else None
 
 
+def started_as(run, key):
+    """Whether RUN was started with the fingerprint KEY."""
+    path = run / STARTED_FILE
+    return path.is_file() and path.read_text() == key
+
+
+def best_checkpoint(run):
+    return run / "checkpoints" / "checkpoint_best.pt"
+
+
 def trained(run, key):
     """Whether RUN finished training as KEY and was interrupted after it, while translating."""
-    started_as, log = run / STARTED_FILE, run / "train.log"
-    return (started_as.is_file() and started_as.read_text() == key and log.is_file()
-            and TRAINED_LINE in log.read_text())
+    log = run / "train.log"
+    return started_as(run, key) and log.is_file() and TRAINED_LINE in log.read_text()
 
 
 def device_flags():
@@ -149,12 +158,11 @@ def train(run, flags, args, key):
     with the same fingerprint, and starts afresh otherwise."""
     from node_transformer.hub import record_data
 
-    started_as = run / STARTED_FILE
-    resumable = args.full and started_as.is_file() and started_as.read_text() == key
+    resumable = args.full and started_as(run, key)
     if run.exists() and not resumable:
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
-    started_as.write_text(key)
+    (run / STARTED_FILE).write_text(key)
     record_data(args.data, run)
     command = [str(Path(sys.executable).parent / "fairseq-train"), str(args.data), "--user-dir",
                str(REPO / "node_transformer"), *flags, "--save-dir", str(run / "checkpoints"),
@@ -218,7 +226,7 @@ def stop_reason(log_text):
 
 def translate_best(run, subsets, data, stopped):
     """Translate RUN's best checkpoint, if it has one: (translation, stopped with any failure added)."""
-    if not (run / "checkpoints" / "checkpoint_best.pt").is_file():
+    if not best_checkpoint(run).is_file():
         return {}, stopped
     print(f"{run.name}: translating {' '.join(subsets)}", flush=True)
     try:
@@ -235,9 +243,8 @@ def run_experiment(config, args, subsets):
     flags = training_flags(config, args)
     key = fingerprint(flags, budget_of(args), subsets)
     result = finished(run, key)
-    best_checkpoint = run / "checkpoints" / "checkpoint_best.pt"
     translated_as_now = result is not None and result.get("translation_flags") == TRANSLATION_FLAGS
-    if result is not None and (translated_as_now or not best_checkpoint.is_file()):
+    if result is not None and (translated_as_now or not best_checkpoint(run).is_file()):
         print(f"{config.stem}: kept (finished earlier)", flush=True)
         return result
     started = time.time()

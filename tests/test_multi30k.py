@@ -302,13 +302,16 @@ def test_study_runs_keeps_resumes_and_records_a_stopped_run(prepared, tmp_path):
     assert again.stdout.count("kept (finished earlier)") == 3
     assert logs == {name: (work / name / "train.log").stat().st_mtime for name in results}
 
+    def translated_before_the_bound(result_file):
+        result = {key: value for key, value in json.loads(result_file.read_text()).items()
+                  if key != "translation_flags"}
+        result_file.write_text(json.dumps(result))
+        return result
+
     euler = work / "node_fast_separated_euler" / "study_result.json"
-    before_bound = {key: value for key, value in json.loads(euler.read_text()).items() if key != "translation_flags"}
-    euler.write_text(json.dumps(before_bound))  # as translated before the study bounded translation lengths
-    stalled_result = work / "stalling" / "study_result.json"  # ... and one with no checkpoint to translate
-    assert not (work / "stalling" / "checkpoints" / "checkpoint_best.pt").exists()
-    stalled_result.write_text(json.dumps({k: v for k, v in json.loads(stalled_result.read_text()).items()
-                                          if k != "translation_flags"}))
+    before_bound = translated_before_the_bound(euler)
+    assert not (work / "stalling" / "checkpoints" / "checkpoint_best.pt").exists()  # nothing to translate again
+    translated_before_the_bound(work / "stalling" / "study_result.json")
     bounded = study(prepared, work, "--minutes", "0.1", "--validate-every", "2", *experiments)
     assert "node_fast_separated_euler: kept the training (finished earlier), translating again" in bounded.stdout
     assert bounded.stdout.count("kept (finished earlier)") == 2
