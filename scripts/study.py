@@ -1,19 +1,24 @@
 """The study runner: every experiment trained under one budget, strictly one after another, then translated;
 one results table (Markdown and JSON) and the figures.
 
-    scripts/study.sh [--minutes 10 | --full] [--all-test-sets] [EXPERIMENT ...]
+    scripts/study.sh [--converged | --minutes 10] [--all-test-sets] [EXPERIMENT ...]
 
 An EXPERIMENT is a config name (configs/NAME.args) or path; by default every experiment of the study,
-its ablations, and the fast and regularised configs (see --list). Each is trained with its own config's
-flags:
-- --minutes M (default 10): for M minutes of wall time (fairseq's --stop-time-hours; the config's epoch
-  and update limits are lifted), validating every --validate-every updates. An experiment interrupted
-  while training starts again from scratch (a time budget cannot be resumed honestly); one interrupted
-  while translating is only translated.
-- --full: the config's own schedule (epochs, updates, stop time), resuming from its checkpoint_last.pt when
-  interrupted: for a GPU machine.
-Then test2016 is translated with beam 5 (all three test sets with --all-test-sets) and scored, each
-translation at most 1.2 x its source + 10 tokens long (TRANSLATION_FLAGS).
+its ablations, and the fast and regularised configs (see --list). Two budgets:
+- --converged (the default): the study's one schedule, configs/base/converged_schedule.args, appended to
+  each config's flags so that a config contributes only its architecture and --node-* flags. A run stops
+  on its plateau (fairseq's --patience) or its update cap, never on wall time; interrupted, it resumes
+  from its checkpoint_last.pt (fairseq's exact resume) when the runner is started again. Its final model
+  averages its last interval checkpoints; all three test sets are translated from it. Run directories
+  live outside the checkout (--work, default $NODE_TRANSFORMER_RUNS/converged, NODE_TRANSFORMER_RUNS
+  defaulting to ~/node-transformer-runs), so a fresh clone loses no training.
+- --minutes M: early training, each config's own flags for M minutes of wall time (fairseq's
+  --stop-time-hours; the config's epoch and update limits are lifted), validating every --validate-every
+  updates. An experiment interrupted while training starts again from scratch (a time budget cannot be
+  resumed honestly).
+An experiment interrupted while translating is only translated. Translation uses beam 5 (under --minutes
+test2016 alone, all three test sets with --all-test-sets), each translation at most 1.2 x its source + 10
+tokens long (TRANSLATION_FLAGS).
 
 An experiment whose result is in WORK/NAME/study_result.json for the same budget and flags is kept: re-run
 the same command to go on where it stopped. A kept experiment translated with other TRANSLATION_FLAGS is
@@ -35,6 +40,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+RUNS = Path(os.environ.get("NODE_TRANSFORMER_RUNS", Path.home() / "node-transformer-runs"))
+SCHEDULE = REPO / "configs" / "base" / "converged_schedule.args"
+AVERAGED = "checkpoint_averaged.pt"  # a converged run's final model: the average of its last checkpoints
 GROUPS = {
     "references": ["transformer_1layer", "transformer_6layer", "transformer_tiny"],
     "study": ["node_full_tol1e-2", "node_full_tol1e-3", "node_full_aug1", "node_decoder_aug1",
@@ -65,15 +73,24 @@ def parse_args(argv=None):
     parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
                         help="config names or paths (default: every experiment of --list)")
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=float, default=None, help="training wall time of each experiment (default 10)")
-    budget.add_argument("--full", action="store_true", help="each config's own schedule, resumable (GPU machines)")
-    parser.add_argument("--all-test-sets", action="store_true", help="translate test2016, test2017 and mscoco2017")
+    budget.add_argument("--converged", action="store_true",
+                        help="the study's one schedule to each run's plateau or update cap, resumable (the default)")
+    budget.add_argument("--minutes", type=float, default=None, help="early training: M minutes of wall time each")
+    parser.add_argument("--all-test-sets", action="store_true",
+                        help="under --minutes, translate test2016, test2017 and mscoco2017 (--converged always does)")
     parser.add_argument("--validate-every", type=int, default=100, metavar="UPDATES",
                         help="validation interval under --minutes (default 100)")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("DATA", REPO / "data" / "multi30k_en_de" / "bin")))
-    parser.add_argument("--work", type=Path, default=REPO / "runs" / "study", help="run directories (default runs/study)")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results",
-                        help="where study.md, study.json and study/ go (default benchmarks/results)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="run directories (default $NODE_TRANSFORMER_RUNS/converged or .../study, "
+                             "NODE_TRANSFORMER_RUNS defaulting to ~/node-transformer-runs)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where the table, records and figures go (default benchmarks/results/converged "
+                             "or benchmarks/results)")
+    parser.add_argument("--schedule", type=Path, default=SCHEDULE,
+                        help="the --converged schedule's flags (default configs/base/converged_schedule.args)")
+    parser.add_argument("--average-last", type=int, default=10, metavar="N",
+                        help="--converged: the final model averages the N newest interval checkpoints (default 10)")
     parser.add_argument("--list", action="store_true", help="print the default experiments by group and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -82,8 +99,9 @@ def parse_args(argv=None):
         parser.exit(0)
     if args.minutes is not None and not args.minutes > 0:
         parser.error(f"--minutes must be positive, got {args.minutes:g}")
-    if not args.full and args.minutes is None:
-        args.minutes = 10.0
+    args.converged = args.minutes is None
+    args.work = args.work or RUNS / ("converged" if args.converged else "study")
+    args.out = args.out or REPO / "benchmarks" / "results" / ("converged" if args.converged else "")
     if args.validate_every < 1:
         parser.error("--validate-every must be a positive number of updates")
     from node_transformer.experiment_config import config_path
@@ -101,16 +119,18 @@ def parse_args(argv=None):
 
 
 def budget_of(args):
-    return {"full": True} if args.full else {"minutes": args.minutes, "validate_every": args.validate_every}
+    return {"schedule": "converged", "average_last": args.average_last} if args.converged else {"minutes": args.minutes, "validate_every": args.validate_every}
 
 
 def training_flags(config, args):
-    """The config's flags and, under a time budget, those that make time the only limit."""
-    from node_transformer.experiment_config import read_flags
+    """Under --converged, the config's flags with the schedule's replacing any the config sets; under a time
+    budget, the config's flags and those that make time the only limit."""
+    from node_transformer.experiment_config import read_flag_groups, read_flags
 
+    if args.converged:
+        groups = {**read_flag_groups(config), **read_flag_groups(args.schedule)}
+        return [word for flag, values in groups.items() for word in (flag, *values)]
     flags = read_flags(config) + ["--log-format", "simple", "--log-interval", "50"]
-    if args.full:
-        return flags
     every = str(args.validate_every)
     return flags + ["--max-epoch", "0", "--max-update", "0", "--stop-time-hours", f"{args.minutes / 60:.6f}",
                     "--validate-interval-updates", every, "--save-interval-updates", every,
@@ -154,11 +174,11 @@ def device_flags():
 
 def train(run, flags, args, key):
     """fairseq-train into RUN (log RUN/train.log); returns whether it exited cleanly. Under --minutes it
-    starts from scratch; under --full it resumes (fairseq's checkpoint_last.pt) a run that was started
+    starts from scratch; under --converged it resumes (fairseq's checkpoint_last.pt) a run that was started
     with the same fingerprint, and starts afresh otherwise."""
     from node_transformer.hub import record_data
 
-    resumable = args.full and started_as(run, key)
+    resumable = args.converged and started_as(run, key)
     if run.exists() and not resumable:
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
@@ -172,13 +192,14 @@ def train(run, flags, args, key):
         return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO).returncode == 0
 
 
-def translate(run, subsets, data):
-    """scripts/generate.sh on RUN: {subset name: scores} with fairseq-generate's sentences/s."""
+def translate(run, subsets, data, checkpoint):
+    """scripts/generate.sh on RUN's CHECKPOINT: {subset name: scores} with fairseq-generate's sentences/s."""
     from node_transformer.training_log import translation_speeds
 
     env = dict(os.environ, DATA=str(data), PYTHON=sys.executable)
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "generate.sh"), str(run), "--subsets", " ".join(subsets),
-                           *TRANSLATION_FLAGS], capture_output=True, text=True, env=env, cwd=REPO)
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "generate.sh"), str(run), "--checkpoint", str(checkpoint),
+                           "--subsets", " ".join(subsets), *TRANSLATION_FLAGS],
+                          capture_output=True, text=True, env=env, cwd=REPO)
     (run / "gen").mkdir(exist_ok=True)
     (run / "gen" / "generate.log").write_text(proc.stderr)
     if proc.returncode != 0:
@@ -224,13 +245,27 @@ def stop_reason(log_text):
     return "training exited with an error"
 
 
-def translate_best(run, subsets, data, stopped):
-    """Translate RUN's best checkpoint, if it has one: (translation, stopped with any failure added)."""
-    if not best_checkpoint(run).is_file():
+def final_checkpoint(run, args):
+    """The model a run is scored with: under --converged the average of its last interval checkpoints
+    (made once training has ended), under --minutes its best checkpoint."""
+    if not args.converged:
+        return best_checkpoint(run)
+    averaged = run / "checkpoints" / AVERAGED
+    if not averaged.is_file() and best_checkpoint(run).is_file():
+        from node_transformer.averaging import average_last
+
+        average_last(run / "checkpoints", args.average_last, averaged)
+    return averaged
+
+
+def translate_final(run, args, subsets, stopped):
+    """Translate RUN's final model, if it has one: (translation, stopped with any failure added)."""
+    checkpoint = final_checkpoint(run, args)
+    if not checkpoint.is_file():
         return {}, stopped
-    print(f"{run.name}: translating {' '.join(subsets)}", flush=True)
+    print(f"{run.name}: translating {' '.join(subsets)} with {checkpoint.name}", flush=True)
     try:
-        return translate(run, subsets, data), stopped
+        return translate(run, subsets, args.data, checkpoint), stopped
     except StudyError as error:
         return {}, f"{stopped + '; ' if stopped else ''}{error}"
 
@@ -244,7 +279,7 @@ def run_experiment(config, args, subsets):
     key = fingerprint(flags, budget_of(args), subsets)
     result = finished(run, key)
     translated_as_now = result is not None and result.get("translation_flags") == TRANSLATION_FLAGS
-    if result is not None and (translated_as_now or not best_checkpoint(run).is_file()):
+    if result is not None and (translated_as_now or not final_checkpoint(run, args).is_file()):
         print(f"{config.stem}: kept (finished earlier)", flush=True)
         return result
     started = time.time()
@@ -256,12 +291,13 @@ def run_experiment(config, args, subsets):
         print(f"{config.stem}: trained earlier, translating", flush=True)
         training_stopped = None
     else:
-        print(f"{config.stem}: training ({'full schedule' if args.full else f'{args.minutes:g} min'})", flush=True)
+        print(f"{config.stem}: training ({'converged schedule' if args.converged else f'{args.minutes:g} min'})",
+              flush=True)
         training_stopped = None
         if not train(run, flags, args, key):
             training_stopped = stop_reason((run / "train.log").read_text())
             print(f"{config.stem}: training stopped: {training_stopped}", flush=True)
-    translation, stopped = translate_best(run, subsets, args.data, training_stopped)
+    translation, stopped = translate_final(run, args, subsets, training_stopped)
     result = {**summarise(config.stem, (run / "train.log").read_text(), translation), "stopped": stopped,
               "training_stopped": training_stopped, "translation_flags": TRANSLATION_FLAGS,
               "fingerprint": key, "budget": budget_of(args)}
@@ -308,12 +344,12 @@ def write_results(results, args, subsets):
     sys.path.insert(0, str(REPO / "benchmarks"))
     from report import Table, publish
 
-    budget = "each config's full schedule" if args.full else f"{args.minutes:g} minutes of training each"
+    budget = "the converged schedule" if args.converged else f"{args.minutes:g} minutes of training each"
     test_names = " / ".join(SUBSETS[s] for s in subsets)
-    command = "scripts/study.sh " + ("--full" if args.full else f"--minutes {args.minutes:g}") + \
+    command = "scripts/study.sh " + ("--converged" if args.converged else f"--minutes {args.minutes:g}") + \
         (" --all-test-sets" if args.all_test_sets else "") + " " + " ".join(args.experiments)
     stopped = "".join(f" {r['experiment']} stopped: {r['stopped']}." for r in results if r.get("stopped"))
-    at_update = None if args.full else common_update(results, args.validate_every)
+    at_update = None if args.converged else common_update(results, args.validate_every)
     table = Table(
         "study", f"The study: {budget}, Multi30k EN-DE, strictly one after another",
         ["experiment", "updates", "s/update", "best valid loss (when)",
@@ -325,7 +361,7 @@ def write_results(results, args, subsets):
              f"tokens long." +
              (f" Update {at_update} is the last validation every run reached: the loss there compares "
               "learning per update, the best loss learning per minute." if at_update else "") +
-             ("" if args.full else " A budget this short is early training, not convergence: compare the runs "
+             ("" if args.converged else " A budget this short is early training, not convergence: compare the runs "
                                    "with each other, not with converged losses.") + stopped)
     publish(table, args.out)
     (args.out / "study.json").write_text(json.dumps({"command": command, "equal_updates": at_update, "results": results}, indent=1) + "\n")
@@ -352,7 +388,7 @@ def plot(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    subsets = list(SUBSETS) if args.all_test_sets else ["test"]
+    subsets = list(SUBSETS) if args.all_test_sets or args.converged else ["test"]
     args.work.mkdir(parents=True, exist_ok=True)
     with open(args.work / ".study.lock", "w") as lock:
         try:

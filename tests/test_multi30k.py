@@ -344,7 +344,7 @@ def test_study_refuses_a_second_runner_and_bad_arguments(prepared, tmp_path):
     assert proc.returncode == 2 and "another study runner" in proc.stderr
     for args, message in ([("--minutes", "0"), "--minutes must be positive"],
                           [("no_such_experiment",), "no config file"],
-                          [("--minutes", "1", "--full"), "not allowed with argument"]):
+                          [("--minutes", "1", "--converged"), "not allowed with argument"]):
         proc = study(prepared, work, *args, check=False)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     listed = script("study.sh", "--list").stdout

@@ -5,12 +5,13 @@ import logging
 from dataclasses import dataclass, field
 
 from fairseq.dataclass import ChoiceEnum
+from omegaconf import II
 from fairseq.logging import metrics
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from odeint_ext import ODESolveError
 
-from .. import nfe, regularisation
+from .. import nfe, patience, regularisation
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,11 @@ class NODETranslationConfig(TranslationConfig):
         metadata={"help": "stop training (saving crash.pt) after this many consecutive skipped batches: "
                           "dynamics that blew up should not burn hours silently"},
     )
+    # fairseq's checkpoint options, read to resume --patience's count (node_transformer/patience.py)
+    save_dir: str = II("checkpoint.save_dir")
+    restore_file: str = II("checkpoint.restore_file")
+    reset_meters: bool = II("checkpoint.reset_meters")
+    reset_optimizer: bool = II("checkpoint.reset_optimizer")
 
 
 @register_task("node_translation", dataclass=NODETranslationConfig)
@@ -53,6 +59,7 @@ class NODETranslationTask(TranslationTask):
         self.total_skips = 0
         self.update_has_gradients = True
         self.generation_nfe = {"sentences": 0, "enc": 0, "dec": 0, "steps": 0}
+        patience.restore(patience.resumed_state(cfg))
 
     # -- training -------------------------------------------------------------------------------
 
@@ -150,11 +157,13 @@ class NODETranslationTask(TranslationTask):
 
     def state_dict(self):
         return {**super().state_dict(), "node_budget": {"total_skips": self.total_skips,
-                                                         "consecutive_skips": self.consecutive_skips}}
+                                                         "consecutive_skips": self.consecutive_skips},
+                patience.STATE_KEY: patience.state()}
 
     def load_state_dict(self, state_dict):
         state_dict = dict(state_dict)
         budget = state_dict.pop("node_budget", {})
+        state_dict.pop(patience.STATE_KEY, None)  # restored when training resumes, not when loading a model
         self.total_skips = budget.get("total_skips", 0)
         self.consecutive_skips = budget.get("consecutive_skips", 0)
         super().load_state_dict(state_dict)

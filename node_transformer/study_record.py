@@ -1,0 +1,122 @@
+"""The compact record a converged-study run leaves in the repository (benchmarks/results/converged/records/
+NAME.json): everything the results table, the figures and the notebook read, so that they rebuild on a
+fresh clone without the run directories.
+
+A record holds, against updates: the training loss and NFE of every logged interval (fairseq's
+train_inner means), the validation loss and NFE, the budget skips; and the run's clean seconds per
+update, where it stopped and why, and the translations of its final model. Plain Python and JSON only:
+reading a record imports neither torch nor fairseq.
+"""
+import json
+import re
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from .training_log import NFE_KEYS, read_training
+
+EARLY_STOP_LINE = "early stop since valid performance hasn't improved"
+SKIP_AT = re.compile(r"skipping batch at update (\d+)")
+TRAIN_COLUMNS = ("loss", "nll_loss", *NFE_KEYS)
+VALID_COLUMNS = ("loss", "nll_loss", *NFE_KEYS)
+
+
+@dataclass
+class Curves:
+    """Columns against ``updates``: {column: [value or None per update]}."""
+
+    updates: List[int] = field(default_factory=list)
+    values: Dict[str, List[Optional[float]]] = field(default_factory=dict)
+
+    @classmethod
+    def from_rows(cls, rows, columns):
+        """Rows ({"num_updates": u, column: value}) in log order; a row logged again for the same update (a run
+        resumed from an earlier checkpoint repeats updates) replaces the earlier one."""
+        by_update = {int(row["num_updates"]): row for row in rows if "num_updates" in row}
+        updates = sorted(by_update)
+        present = [c for c in columns if any(c in by_update[u] for u in updates)]
+        return cls(updates, {c: [by_update[u].get(c) for u in updates] for c in present})
+
+    def column(self, name):
+        """(updates, values) of one column, where it was logged."""
+        pairs = [(u, v) for u, v in zip(self.updates, self.values.get(name, [])) if v is not None]
+        return [u for u, _ in pairs], [v for _, v in pairs]
+
+
+@dataclass
+class StudyRecord:
+    experiment: str
+    flags: List[str]
+    status: str  # "plateau", "update cap", "training" (unfinished) or "stopped: REASON"
+    updates: int
+    best_valid_loss: Optional[float]
+    best_at_update: Optional[int]  # updates to the plateau: where the best validation loss was reached
+    seconds_per_update: Optional[float]  # median over logged intervals: a suspended or shared stretch is an outlier
+    train_hours: float
+    train: Curves
+    valid: Curves
+    budget_skips: List[int]  # the updates whose batch was skipped over the solver's step budget
+    translation: Dict[str, dict]  # test set name -> scores of the final model, sentences/s
+    final_model: str = ""
+
+    @property
+    def gradient(self) -> str:
+        """The NODE blocks' gradient mode, or "-" for a classic model."""
+        if not any(flag in self.flags for flag in ("--node-encoder", "--node-decoder")):
+            return "-"
+        words = self.flags
+        return words[words.index("--node-gradient") + 1] if "--node-gradient" in words else "adjoint"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=None, separators=(",", ":")) + "\n"
+
+    @classmethod
+    def from_json(cls, text):
+        data = json.loads(text)
+        return cls(**{**data, "train": Curves(**data["train"]), "valid": Curves(**data["valid"])})
+
+
+def status_of(log_text, stopped):
+    if stopped:
+        return f"stopped: {stopped}"
+    if EARLY_STOP_LINE in log_text:
+        return "plateau"
+    if "done training in " in log_text:
+        return "update cap"
+    return "training"
+
+
+def clean_seconds_per_update(inner):
+    """The median of 1/ups over the logged intervals (fairseq's updates per second, each interval's own)."""
+    rates = [row["ups"] for row in inner if row.get("ups")]
+    return 1 / statistics.median(rates) if rates else None
+
+
+def record_from_log(experiment, flags, log_text, translation, stopped=None, final_model="") -> StudyRecord:
+    training = read_training(log_text)
+    inner = training["inner"]
+    valid_rows = [dict(values, num_updates=u) for values, (_, u, _) in zip(training["valid"], training["curve"])]
+    best = min(training["curve"], key=lambda point: point[2]) if training["curve"] else None
+    return StudyRecord(
+        experiment=experiment, flags=list(flags), status=status_of(log_text, stopped),
+        updates=training["updates"], best_valid_loss=best[2] if best else None,
+        best_at_update=best[1] if best else None, seconds_per_update=clean_seconds_per_update(inner),
+        train_hours=training["train_seconds"] / 3600,
+        train=Curves.from_rows(inner, TRAIN_COLUMNS), valid=Curves.from_rows(valid_rows, VALID_COLUMNS),
+        budget_skips=sorted({int(u) for u in SKIP_AT.findall(log_text)}), translation=translation,
+        final_model=final_model,
+    )
+
+
+def write(record: StudyRecord, directory) -> Path:
+    path = Path(directory) / f"{record.experiment}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(record.to_json())
+    return path
+
+
+def read_all(directory) -> Dict[str, StudyRecord]:
+    """{experiment: record} of every record in DIRECTORY."""
+    return {path.stem: StudyRecord.from_json(path.read_text()) for path in sorted(Path(directory).glob("*.json"))}
+
