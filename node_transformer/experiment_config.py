@@ -55,9 +55,14 @@ def config_path(name) -> Path:
     return path if path.suffix == ".args" else CONFIGS_DIR / f"{name}.args"
 
 
+def flag_words(groups: Dict[str, List[str]]) -> List[str]:
+    """{flag: its value words} as command-line words."""
+    return [word for flag, values in groups.items() for word in (flag, *values)]
+
+
 def read_flags(path) -> List[str]:
     """The file's flags as command-line words, includes resolved."""
-    return [word for flag, values in read_flag_groups(path).items() for word in (flag, *values)]
+    return flag_words(read_flag_groups(path))
 
 
 def main(argv=None):

@@ -125,11 +125,10 @@ def budget_of(args):
 def training_flags(config, args):
     """Under --converged, the config's flags with the schedule's replacing any the config sets; under a time
     budget, the config's flags and those that make time the only limit."""
-    from node_transformer.experiment_config import read_flag_groups, read_flags
+    from node_transformer.experiment_config import flag_words, read_flag_groups, read_flags
 
     if args.converged:
-        groups = {**read_flag_groups(config), **read_flag_groups(args.schedule)}
-        return [word for flag, values in groups.items() for word in (flag, *values)]
+        return flag_words({**read_flag_groups(config), **read_flag_groups(args.schedule)})
     flags = read_flags(config) + ["--log-format", "simple", "--log-interval", "50"]
     every = str(args.validate_every)
     return flags + ["--max-epoch", "0", "--max-update", "0", "--stop-time-hours", f"{args.minutes / 60:.6f}",
