@@ -23,6 +23,7 @@ from fairseq.data import data_utils
 from fairseq.hub_utils import GeneratorHubInterface
 
 from . import nfe
+from .length_bound import MAX_LEN_A, MAX_LEN_B
 from .text import RECIPE_VERSION, Preparation
 
 logger = logging.getLogger(__name__)
@@ -76,10 +77,13 @@ class NODETranslator(GeneratorHubInterface):
             return f"a {type(sentence).__name__}, not a str"
         return self._length_problem(self.encode(sentence))
 
-    def translate_with_details(self, sentences: List[str], beam: int = 5, **kwargs) -> List[Translation]:
-        """Each sentence's translation with its prepared form, score and NFE. An empty (or blank)
-        sentence translates to an empty string without reaching the model. A sentence the model cannot
-        take raises TranslationInputError naming it, before anything is translated."""
+    def translate_with_details(self, sentences: List[str], beam: int = 5, max_len_a: float = MAX_LEN_A,
+                               max_len_b: int = MAX_LEN_B, **kwargs) -> List[Translation]:
+        """Each sentence's translation with its prepared form, score and NFE, at most max_len_a x its
+        source + max_len_b tokens long (node_transformer/length_bound.py). An empty (or blank) sentence
+        translates to an empty string without reaching the model. A sentence the model cannot take raises
+        TranslationInputError naming it, before anything is translated. Other keyword arguments are
+        fairseq generation options (``lenpen``, ``sampling``, ...)."""
         prepared, tokens = {}, {}
         for number, sentence in enumerate(sentences, 1):
             if not isinstance(sentence, str):
@@ -91,7 +95,8 @@ class NODETranslator(GeneratorHubInterface):
                 raise TranslationInputError(f"sentence {number} is {problem}")
         wanted = [i for i, sentence in enumerate(sentences) if sentence.strip()]
         counts_before = dict(self.task.generation_nfe)
-        hypos = self.generate([tokens[i] for i in wanted], beam, **kwargs) if wanted else []
+        hypos = self.generate([tokens[i] for i in wanted], beam, max_len_a=max_len_a, max_len_b=max_len_b,
+                              **kwargs) if wanted else []
         per_sentence = _nfe_per_sentence(counts_before, self.task.generation_nfe)
         results = [Translation(sentence, "", "", None, {}) for sentence in sentences]
         for index, best in zip(wanted, (h[0] for h in hypos)):

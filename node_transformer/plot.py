@@ -13,8 +13,8 @@ import logging
 import sys
 from pathlib import Path
 
-from node_transformer.training_log import NFE_KEYS
-REGULARISER_KEYS = ("node_kinetic_enc", "node_jacobian_enc", "node_kinetic_dec", "node_jacobian_dec")
+from node_transformer.training_log import BUDGET_SKIPS_KEY, NFE_KEYS, REGULARISER_KEYS
+
 SPLITS = ("train_inner", "train", "valid")
 
 
@@ -68,12 +68,18 @@ def _save(fig, out, name, formats):
 
 
 def plot_runs(run_dirs, out, formats=("png", "svg")):
+    """The figures of the runs in RUN_DIRS (their TensorBoard logs), each labelled by its directory name."""
+    return plot_scalars({Path(d).resolve().name: load_run(d) for d in run_dirs}, out, formats)
+
+
+def plot_scalars(runs, out, formats=("png", "svg")):
+    """The figures of RUNS, {label: {split: {tag: [(update, seconds, value), ...]}}} as load_run reads them
+    (seconds: wall-clock time, from any origin); returns the paths written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = {Path(d).resolve().name: load_run(d) for d in run_dirs}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -147,10 +153,10 @@ def plot_runs(run_dirs, out, formats=("png", "svg")):
                       lambda key: f"{side_of(key)}, {'kinetic' if 'kinetic' in key else 'Jacobian'}",
                       "RNODE regularisers (training solves)")
 
-    if any(series(run, "train_inner", "node_budget_skips") for run in runs.values()):
+    if any(series(run, "train_inner", BUDGET_SKIPS_KEY) for run in runs.values()):
         fig, ax = plt.subplots(figsize=(7, 3.5))
         for name, run in runs.items():
-            points = series(run, "train_inner", "node_budget_skips")
+            points = series(run, "train_inner", BUDGET_SKIPS_KEY)
             if points:
                 ax.bar([p[0] for p in points], [p[2] for p in points], color=colors[name], label=name)
         ax.set(xlabel="updates", ylabel="skipped batches", title="Batches over the step budget")

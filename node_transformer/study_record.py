@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .training_log import NFE_KEYS, read_training
+from .training_log import BUDGET_SKIPS_KEY, NFE_KEYS, REGULARISER_KEYS, read_training
 
 EARLY_STOP_LINE = "early stop since valid performance hasn't improved"
 SKIP_AT = re.compile(r"skipping batch at update (\d+)")
-TRAIN_COLUMNS = ("loss", "nll_loss", *NFE_KEYS)
+TRAIN_COLUMNS = ("loss", "nll_loss", "lr", *NFE_KEYS, *REGULARISER_KEYS, BUDGET_SKIPS_KEY)
 VALID_COLUMNS = ("loss", "nll_loss", *NFE_KEYS)
 
 
@@ -59,6 +59,8 @@ class StudyRecord:
     budget_skips: List[int]  # the updates whose batch was skipped over the solver's step budget
     translation: Dict[str, dict]  # test set name -> scores of the final model, sentences/s
     final_model: str = ""
+    machine: str = ""  # where it trained: the context of its seconds per update
+    fingerprint: str = ""  # the study runner's key of its flags and budget
 
     @property
     def gradient(self) -> str:
@@ -93,8 +95,14 @@ def clean_seconds_per_update(inner):
     return 1 / statistics.median(rates) if rates else None
 
 
-def record_from_log(experiment, flags, log_text, translation, stopped=None, final_model="") -> StudyRecord:
-    training = read_training(log_text)
+def record_from_log(experiment, flags, log_text, translation, stopped=None, final_model="", machine="",
+                    fingerprint="") -> StudyRecord:
+    """The record of a run from its train.log (appended to by every resumed session) and the scores of its
+    final model."""
+    try:
+        training = read_training(log_text)
+    except ValueError:  # stopped before its first update
+        training = {"updates": 0, "train_seconds": 0.0, "curve": [], "inner": [], "valid": []}
     inner = training["inner"]
     valid_rows = [dict(values, num_updates=u) for values, (_, u, _) in zip(training["valid"], training["curve"])]
     best = min(training["curve"], key=lambda point: point[2]) if training["curve"] else None
@@ -105,7 +113,7 @@ def record_from_log(experiment, flags, log_text, translation, stopped=None, fina
         train_hours=training["train_seconds"] / 3600,
         train=Curves.from_rows(inner, TRAIN_COLUMNS), valid=Curves.from_rows(valid_rows, VALID_COLUMNS),
         budget_skips=sorted({int(u) for u in SKIP_AT.findall(log_text)}), translation=translation,
-        final_model=final_model,
+        final_model=final_model, machine=machine, fingerprint=fingerprint,
     )
 
 
@@ -120,3 +128,17 @@ def read_all(directory) -> Dict[str, StudyRecord]:
     """{experiment: record} of every record in DIRECTORY."""
     return {path.stem: StudyRecord.from_json(path.read_text()) for path in sorted(Path(directory).glob("*.json"))}
 
+
+
+def as_scalars(record: StudyRecord) -> Dict[str, Dict[str, list]]:
+    """The record as node_transformer.plot's runs hold TensorBoard scalars, {split: {tag: [(update, seconds,
+    value)]}}, the seconds being updates x the clean seconds per update: a converged run trains for hours
+    beside other work and suspended, so its wall clock says nothing about what an update costs."""
+    per_update = record.seconds_per_update or 0.0
+    scalars = {}
+    for split, curves in (("train_inner", record.train), ("valid", record.valid)):
+        scalars[split] = {}
+        for column in curves.values:
+            updates, values = curves.column(column)
+            scalars[split][column] = [(u, u * per_update, v) for u, v in zip(updates, values)]
+    return scalars

@@ -18,14 +18,18 @@ its ablations, and the fast and regularised configs (see --list). Two budgets:
   resumed honestly).
 An experiment interrupted while translating is only translated. Translation uses beam 5 (under --minutes
 test2016 alone, all three test sets with --all-test-sets), each translation at most 1.2 x its source + 10
-tokens long (TRANSLATION_FLAGS).
+tokens long (node_transformer/length_bound.py).
 
 An experiment whose result is in WORK/NAME/study_result.json for the same budget and flags is kept: re-run
-the same command to go on where it stopped. A kept experiment translated with other TRANSLATION_FLAGS is
-translated again from its best checkpoint, without training again. One runner per WORK directory at a time
+the same command to go on where it stopped. A kept experiment translated with another length bound is
+translated again from its final model, without training again. One runner per WORK directory at a time
 (a lock file), and it runs one training at a time: on a shared machine a wall-time budget means nothing
 otherwise.
-Writes OUT/study.md, OUT/study.json and OUT/study/*.png (node_transformer.plot).
+Under --minutes it writes OUT/study.md, OUT/study.json and OUT/study/*.png (node_transformer.plot). Under
+--converged it writes each experiment's compact record (OUT/records/NAME.json: its curves against updates,
+clean seconds per update, where and why it stopped, its final model's scores), and OUT/study.md and
+OUT/figures/*.png from those records alone; --report rebuilds the two from the records, with no run
+directories and no data (a fresh clone).
 """
 import argparse
 import fcntl
@@ -54,11 +58,9 @@ GROUPS = {
 DEFAULT_EXPERIMENTS = [name for names in GROUPS.values() for name in names]
 SUBSETS = {"test": "test2016_flickr", "test1": "test2017_flickr", "test2": "test2017_mscoco"}
 RESULT_FILE = "study_result.json"
+RECORDS = "records"  # OUT/records/NAME.json: a converged run's StudyRecord, all that --report reads
+FIGURES = "figures"  # OUT/figures/*.png under --converged
 STARTED_FILE = "study_started_as"  # the fingerprint a run was started with: only such a run is resumed
-# An early checkpoint often repeats one token up to fairseq's default cap of 200, and an adaptive NODE
-# decoder recomputes the whole prefix at each step: such a sentence took 12 s on 2 CPU cores (a test set,
-# hours). 1.2 x source + 10 holds every Multi30k validation and test reference.
-TRANSLATION_FLAGS = ["--max-len-a", "1.2", "--max-len-b", "10"]
 TRAINED_LINE = "fairseq_cli.train | done training in "
 STOP_LINE = re.compile(r"\b\w*(?:Error|Stopped|Exception|error)\b: .*")
 
@@ -91,6 +93,8 @@ def parse_args(argv=None):
                         help="the --converged schedule's flags (default configs/base/converged_schedule.args)")
     parser.add_argument("--average-last", type=int, default=10, metavar="N",
                         help="--converged: the final model averages the N newest interval checkpoints (default 10)")
+    parser.add_argument("--report", action="store_true",
+                        help="--converged: rebuild OUT/study.md and OUT/figures from OUT/records alone (no training)")
     parser.add_argument("--list", action="store_true", help="print the default experiments by group and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -102,6 +106,15 @@ def parse_args(argv=None):
     args.converged = args.minutes is None
     args.work = args.work or RUNS / ("converged" if args.converged else "study")
     args.out = args.out or REPO / "benchmarks" / "results" / ("converged" if args.converged else "")
+    if args.report:
+        if not args.converged:
+            parser.error("--report rebuilds the converged study's table; it is not allowed with --minutes")
+        records = args.out / RECORDS
+        args.experiments = args.experiments or sorted(path.stem for path in records.glob("*.json"))
+        missing = [name for name in args.experiments if not (records / f"{name}.json").is_file()]
+        if missing or not args.experiments:
+            parser.error(f"--report: no record {', '.join(missing) or '*'}.json in {records}")
+        return args
     if args.validate_every < 1:
         parser.error("--validate-every must be a positive number of updates")
     from node_transformer.experiment_config import config_path
@@ -191,13 +204,21 @@ def train(run, flags, args, key):
         return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO).returncode == 0
 
 
+def translation_flags():
+    """The length bound every translation of the study uses (node_transformer/length_bound.py); a kept
+    result translated with other flags is translated again."""
+    from node_transformer.length_bound import FLAGS
+
+    return FLAGS
+
+
 def translate(run, subsets, data, checkpoint):
     """scripts/generate.sh on RUN's CHECKPOINT: {subset name: scores} with fairseq-generate's sentences/s."""
     from node_transformer.training_log import translation_speeds
 
     env = dict(os.environ, DATA=str(data), PYTHON=sys.executable)
     proc = subprocess.run(["bash", str(REPO / "scripts" / "generate.sh"), str(run), "--checkpoint", str(checkpoint),
-                           "--subsets", " ".join(subsets), *TRANSLATION_FLAGS],
+                           "--subsets", " ".join(subsets), *translation_flags()],
                           capture_output=True, text=True, env=env, cwd=REPO)
     (run / "gen").mkdir(exist_ok=True)
     (run / "gen" / "generate.log").write_text(proc.stderr)
@@ -277,14 +298,14 @@ def run_experiment(config, args, subsets):
     flags = training_flags(config, args)
     key = fingerprint(flags, budget_of(args), subsets)
     result = finished(run, key)
-    translated_as_now = result is not None and result.get("translation_flags") == TRANSLATION_FLAGS
+    translated_as_now = result is not None and result.get("translation_flags") == translation_flags()
     if result is not None and (translated_as_now or not final_checkpoint(run, args).is_file()):
         print(f"{config.stem}: kept (finished earlier)", flush=True)
         return result
     started = time.time()
     if result is not None:
         print(f"{config.stem}: kept the training (finished earlier), translating again with "
-              f"{' '.join(TRANSLATION_FLAGS)}", flush=True)
+              f"{' '.join(translation_flags())}", flush=True)
         training_stopped = result.get("training_stopped", result["stopped"])
     elif trained(run, key):
         print(f"{config.stem}: trained earlier, translating", flush=True)
@@ -298,7 +319,7 @@ def run_experiment(config, args, subsets):
             print(f"{config.stem}: training stopped: {training_stopped}", flush=True)
     translation, stopped = translate_final(run, args, subsets, training_stopped)
     result = {**summarise(config.stem, (run / "train.log").read_text(), translation), "stopped": stopped,
-              "training_stopped": training_stopped, "translation_flags": TRANSLATION_FLAGS,
+              "training_stopped": training_stopped, "translation_flags": translation_flags(),
               "fingerprint": key, "budget": budget_of(args)}
     (run / RESULT_FILE).write_text(json.dumps(result, indent=1) + "\n")
     print(f"{config.stem}: done in {(time.time() - started) / 60:.1f} min", flush=True)
@@ -339,16 +360,105 @@ def table_rows(results, subsets, at_update):
     return rows
 
 
-def write_results(results, args, subsets):
+def write_record(config, result, args):
+    """OUT/records/NAME.json for a converged run's RESULT; an existing record of the same fingerprint (a
+    kept experiment) is kept as it is, with the machine it was measured on."""
+    from node_transformer import study_record
+
+    path = args.out / RECORDS / f"{config.stem}.json"
+    if path.is_file():
+        record = study_record.StudyRecord.from_json(path.read_text())
+        if record.fingerprint == result["fingerprint"] and record.translation == result["translation"]:
+            return record
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from report import machine
+
+    run = args.work / config.stem
+    record = study_record.record_from_log(
+        config.stem, training_flags(config, args), (run / "train.log").read_text(), result["translation"],
+        stopped=result["stopped"], final_model=AVERAGED if (run / "checkpoints" / AVERAGED).is_file() else "",
+        machine=machine(), fingerprint=result["fingerprint"])
+    study_record.write(record, args.out / RECORDS)
+    return record
+
+
+def equal_update(records):
+    """The last validation every record reached: valid losses there compare learning per update."""
+    reached = [max(r.valid.updates) for r in records if r.valid.updates]
+    return min(reached) if reached else None
+
+
+def _first_to_last(curves, key):
+    _, values = curves.column(key)
+    return f"{values[0]:.0f}→{values[-1]:.0f}" if values else None
+
+
+def converged_rows(records, at_update):
+    rows = []
+    for r in records:
+        scores = [r.translation.get(name) for name in SUBSETS.values()]
+        best = f"{r.best_valid_loss:.3f} ({r.best_at_update})" if r.best_valid_loss is not None else "-"
+        updates, losses = r.valid.column("loss")
+        equal = dict(zip(updates, losses)).get(at_update)
+        nfe = {direction: ", ".join(f"{side} {cell}" for side in ("enc", "dec")
+                                    if (cell := _first_to_last(r.train, f"nfe_{side}_{direction}")))
+               for direction in ("fwd", "bwd")}
+        speed = scores[0].get("sentences_per_second") if scores[0] else None
+        rows.append([
+            r.experiment, r.gradient, r.status, r.updates, best, f"{equal:.3f}" if equal is not None else "-",
+            f"{r.seconds_per_update:.2f}" if r.seconds_per_update else "-", nfe["fwd"] or "-", nfe["bwd"] or "-",
+            len(r.budget_skips),
+            " / ".join(f"{score['tokenized_bleu']:.2f}" if score else "-" for score in scores),
+            " / ".join(f"{score['sacrebleu']:.2f}" if score else "-" for score in scores),
+            f"{speed:.1f}" if speed else "-"])
+    return rows
+
+
+def write_converged_report(records, out):
+    """OUT/study.md and OUT/figures/*.png from RECORDS alone."""
+    import logging
+
+    logging.getLogger().setLevel(logging.WARNING)  # importing fairseq leaves the root logger chatty
     sys.path.insert(0, str(REPO / "benchmarks"))
     from report import Table, publish
 
-    budget = "the converged schedule" if args.converged else f"{args.minutes:g} minutes of training each"
+    from node_transformer.plot import plot_scalars
+    from node_transformer.study_record import as_scalars
+
+    at_update = equal_update(records)
+    test_names = " / ".join(SUBSETS.values())
+    table = Table(
+        "study", "The study at convergence: one schedule, each run to its plateau or update cap, Multi30k EN-DE",
+        ["experiment", "gradient", "status", "updates", "best valid loss (at update)",
+         f"valid loss at update {at_update}" if at_update else "valid loss at equal updates", "s/update (clean)",
+         "fwd NFE per solve (first→last logged)", "bwd NFE per solve", "budget skips", f"BLEU tok ({test_names})",
+         "sacreBLEU", "sentences/s (test2016)"],
+        converged_rows(records, at_update),
+        note=f"Command: scripts/study.sh --converged {' '.join(r.experiment for r in records)}; rebuilt from "
+             f"{RECORDS}/ with scripts/study.sh --report. Schedule: configs/base/converged_schedule.args. Valid "
+             "loss is fairseq's (label-smoothed cross-entropy, base 2); status says why a run stopped (plateau: "
+             "fairseq's --patience; update cap: --max-update). s/update is the median over the logged "
+             "intervals of fairseq's own updates per second, so the stretches a run spent suspended or beside "
+             "other work drop out. NFE are train_inner means over 50 updates. BLEU with beam 5 from the "
+             "average of the last interval checkpoints, translations at most 1.2 x source + 10 tokens long.",
+        machine="; ".join(sorted({r.machine for r in records if r.machine})) or "not recorded")
+    publish(table, out)
+    figures = plot_scalars({r.experiment: as_scalars(r) for r in records}, out / FIGURES, ("png",))
+    for path in figures:
+        print(path)
+
+
+def write_results(results, args, subsets):
+    """The --minutes study's OUT/study.md and OUT/study.json."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from report import Table, publish
+
+    budget = f"{args.minutes:g} minutes of training each"
     test_names = " / ".join(SUBSETS[s] for s in subsets)
-    command = "scripts/study.sh " + ("--converged" if args.converged else f"--minutes {args.minutes:g}") + \
+    command = f"scripts/study.sh --minutes {args.minutes:g}" + \
         (" --all-test-sets" if args.all_test_sets else "") + " " + " ".join(args.experiments)
     stopped = "".join(f" {r['experiment']} stopped: {r['stopped']}." for r in results if r.get("stopped"))
-    at_update = None if args.converged else common_update(results, args.validate_every)
+    at_update = common_update(results, args.validate_every)
     table = Table(
         "study", f"The study: {budget}, Multi30k EN-DE, strictly one after another",
         ["experiment", "updates", "s/update", "best valid loss (when)",
@@ -360,8 +470,8 @@ def write_results(results, args, subsets):
              f"tokens long." +
              (f" Update {at_update} is the last validation every run reached: the loss there compares "
               "learning per update, the best loss learning per minute." if at_update else "") +
-             ("" if args.converged else " A budget this short is early training, not convergence: compare the runs "
-                                   "with each other, not with converged losses.") + stopped)
+             " A budget this short is early training, not convergence: compare the runs with each other, not "
+             "with converged losses." + stopped)
     publish(table, args.out)
     (args.out / "study.json").write_text(json.dumps({"command": command, "equal_updates": at_update, "results": results}, indent=1) + "\n")
 
@@ -387,6 +497,12 @@ def plot(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.report:
+        from node_transformer.study_record import StudyRecord
+
+        write_converged_report([StudyRecord.from_json((args.out / RECORDS / f"{name}.json").read_text())
+                                for name in args.experiments], args.out)
+        return 0
     subsets = list(SUBSETS) if args.all_test_sets or args.converged else ["test"]
     args.work.mkdir(parents=True, exist_ok=True)
     with open(args.work / ".study.lock", "w") as lock:
@@ -396,8 +512,12 @@ def main(argv=None):
             print(f"study: another study runner is using {args.work}; wait for it to finish", file=sys.stderr)
             return 2
         results = [run_experiment(config, args, subsets) for config in args.configs]
-        write_results(results, args, subsets)
-        plot(args)
+        if args.converged:
+            write_converged_report([write_record(config, result, args) for config, result in zip(args.configs, results)],
+                                   args.out)
+        else:
+            write_results(results, args, subsets)
+            plot(args)
     return 0
 
 

@@ -18,6 +18,10 @@ def parse_args(argv=None):
     parser.add_argument("run", type=Path, help="run directory written by scripts/train.sh (e.g. runs/demo)")
     parser.add_argument("file", nargs="?", type=Path, help="input file (default: standard input)")
     parser.add_argument("--beam", type=int, default=5, help="beam size (default 5)")
+    parser.add_argument("--max-len-a", type=float, default=None, metavar="A",
+                        help="each translation at most A x its source + B tokens long (default: "
+                             "node_transformer/length_bound.py's, 1.2 x source + 10)")
+    parser.add_argument("--max-len-b", type=int, default=None, metavar="B", help="see --max-len-a")
     parser.add_argument("--checkpoint", default="checkpoint_best.pt",
                         help="checkpoint file, in RUN/checkpoints or a path (default checkpoint_best.pt)")
     parser.add_argument("--data", type=Path, help="prepared data directory (.../bin), only for a run trained "
@@ -28,6 +32,14 @@ def parse_args(argv=None):
     args = parser.parse_intermixed_args(argv)  # RUN --verbose FILE as well as RUN FILE --verbose
     if args.beam < 1:
         parser.error("--beam must be at least 1")
+    if args.max_len_a is not None and args.max_len_a < 0:
+        parser.error(f"--max-len-a must not be negative, got {args.max_len_a:g}")
+    if args.max_len_b is not None and args.max_len_b < 0:
+        parser.error(f"--max-len-b must not be negative, got {args.max_len_b}")
+    if args.max_len_a == 0 and args.max_len_b == 0:
+        parser.error("--max-len-a 0 --max-len-b 0 leaves no room for a word")
+    args.bound = {name: value for name, value in (("max_len_a", args.max_len_a), ("max_len_b", args.max_len_b))
+                  if value is not None}
     if not args.run.is_dir():
         parser.error(f"no run directory '{args.run}'")
     if args.file is not None and not args.file.is_file():
@@ -57,14 +69,14 @@ def chunks(lines, size):
         yield chunk
 
 
-def translate_chunk(model, chunk, beam, verbose):
+def translate_chunk(model, chunk, beam, verbose, bound):
     texts = []
     for number, text in chunk:
         problem = model.problem(text) if text is not None else None
         if problem is not None:
             print(f"translate: line {number} is {problem}; printing an empty line for it", file=sys.stderr)
         texts.append(text if text is not None and problem is None else "")
-    for (number, _), result in zip(chunk, model.translate_with_details(texts, beam=beam)):
+    for (number, _), result in zip(chunk, model.translate_with_details(texts, beam=beam, **bound)):
         print(result.translation, flush=True)
         if verbose and result.prepared:
             nfe = ", ".join(f"{side} {value:.1f}" for side, value in result.nfe.items()) or "-"
@@ -89,7 +101,7 @@ def main(argv=None):
     stream = open(args.file, "rb") if args.file else sys.stdin.buffer
     with stream, torch.no_grad():
         for chunk in chunks(read_lines(stream), CHUNK):
-            translate_chunk(model, chunk, args.beam, args.verbose)
+            translate_chunk(model, chunk, args.beam, args.verbose, args.bound)
     return 0
 
 

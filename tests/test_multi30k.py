@@ -3,13 +3,18 @@ import gzip
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import REPO
+from node_transformer import checkpoint_safety  # noqa: F401  (torch.load of fairseq checkpoints)
+from node_transformer.averaging import interval_checkpoints
 from node_transformer.experiment_config import read_flags
 
 SHARED = REPO.parent / "shared" / "data" / "multi30k"
@@ -167,7 +172,14 @@ def test_train_generate_and_score_the_demo(prepared, tmp_path):
     resumed = script("train.sh", REPO / "configs" / "demo.args", "--max-update", "4", env=env)
     assert "Loaded checkpoint" in resumed.stdout and "num_updates 4" in resumed.stdout
 
-    proc = script("generate.sh", run, "--max-len-b", "8", env=env)
+    bounded = script("generate.sh", run, "--subsets", "test", "--max-len-a", "0", "--max-len-b", "3", env=env)
+    hypotheses = [line.split("\t")[2] for line in (run / "gen" / "test.txt").read_text().splitlines()
+                  if line.startswith("H-")]
+    assert len(hypotheses) == 30 and max(len(h.split()) for h in hypotheses) <= 3, hypotheses
+    assert "'max_len_a': 0.0, 'max_len_b': 3" in bounded.stderr  # the user's bound replaces the default
+
+    proc = script("generate.sh", run, env=env)
+    assert "'max_len_a': 1.2, 'max_len_b': 10" in proc.stderr
     results = json.loads((run / "results.json").read_text())
     assert set(results) == {"test2016_flickr", "test2017_flickr", "test2017_mscoco"}
     for result in results.values():
@@ -221,6 +233,23 @@ def test_script_and_api_agree_and_keep_the_order(trained_run):
     assert code == 0, err
     api = hub.load(trained_run).translate(lines, beam=3)
     assert out.splitlines() == api and len(api) == 4 and api[1] == "" and all(api[i] for i in (0, 2, 3))
+
+
+def test_translations_are_bounded_and_the_bound_is_a_flag(trained_run):
+    from node_transformer import hub
+
+    model = hub.load(trained_run)
+    source_tokens = len(model.encode(EXAMPLE))  # with its end-of-sentence token, as fairseq counts it
+    default = model.translate(EXAMPLE)
+    assert 0 < len(default.split()) <= 1.2 * source_tokens + 10
+    code, out, err = translate_script(trained_run, "--max-len-a", "0", "--max-len-b", "2", stdin=EXAMPLE.encode())
+    assert code == 0, err
+    assert out.splitlines() == [model.translate(EXAMPLE, max_len_a=0, max_len_b=2)]
+    assert len(out.split()) <= 2
+    for flags, message in ((("--max-len-a", "-1"), "--max-len-a must not be negative"),
+                           (("--max-len-a", "0", "--max-len-b", "0"), "leaves no room for a word")):
+        code, _, err = translate_script(trained_run, *flags, stdin=EXAMPLE.encode())
+        assert code == 2 and message in err, err
 
 
 def test_bad_lines_get_a_message_and_an_empty_line_and_nothing_is_lost(trained_run, tmp_path):
@@ -331,6 +360,64 @@ def test_study_runs_keeps_resumes_and_records_a_stopped_run(prepared, tmp_path):
     resumed = study(prepared, work, "--minutes", "0.1", "--validate-every", "2", *experiments)
     assert resumed.stdout.count("kept (finished earlier)") == 2 and "transformer_1layer: training" in resumed.stdout
     assert (work / "transformer_1layer" / "train.log").read_text().count("| training on ") == 1  # from scratch
+
+
+def shrunken_schedule(path, **values):
+    """The converged schedule with some flags' values replaced ({"max_update": 8} for --max-update 8)."""
+    lines = (REPO / "configs" / "base" / "converged_schedule.args").read_text().splitlines()
+    for name, value in values.items():
+        flag = "--" + name.replace("_", "-")
+        assert any(line.startswith(flag + " ") for line in lines), flag
+        lines = [f"{flag} {value}" if line.startswith(flag + " ") else line for line in lines]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_converged_study_resumes_averages_and_records(prepared, tmp_path):
+    """The converged schedule shrunk to 8 updates of 512 tokens (validating and saving every 2, all within the
+    first epoch: fairseq writes no interval checkpoint at an epoch's end): trained, averaged, all three test
+    sets translated, a record and a table from it; cut while training, the run resumes from its
+    checkpoint_last.pt instead of starting again; a changed schedule starts it afresh."""
+    shrunk = dict(max_update=8, max_tokens=512, warmup_updates=4, validate_interval_updates=2,
+                  save_interval_updates=2, log_interval=2)
+    schedule = shrunken_schedule(tmp_path / "schedule.args", **shrunk)
+    work, out = tmp_path / "runs", tmp_path / "out"
+    command = ["--converged", "--schedule", schedule, "--average-last", "3", "--out", out, "transformer_1layer"]
+    study(prepared, work, *command)
+    run = work / "transformer_1layer"
+    checkpoints = interval_checkpoints(run / "checkpoints")
+    assert [int(path.stem.split("_")[-1]) for path in checkpoints] == [2, 4, 6, 8]
+    averaged = torch.load(run / "checkpoints" / "checkpoint_averaged.pt")  # safe loading, as fairseq-generate's
+    assert averaged["averaged_checkpoints"] == [path.name for path in checkpoints[-3:]]
+    assert "last_optimizer_state" not in averaged
+    record = json.loads((out / "records" / "transformer_1layer.json").read_text())
+    assert record["status"] == "update cap" and record["updates"] == 8
+    assert record["valid"]["updates"] == [2, 4, 6, 8] and record["final_model"] == "checkpoint_averaged.pt"
+    assert set(record["translation"]) == {"test2016_flickr", "test2017_flickr", "test2017_mscoco"}
+    assert "--max-update 8" in " ".join(record["flags"]) and "--dropout 0.3" in " ".join(record["flags"])
+    assert "| transformer_1layer | - | update cap | 8 |" in (out / "study.md").read_text()
+    assert (out / "figures" / "best_valid_loss_vs_updates.png").is_file()
+
+    # As if cut while training after update 4's checkpoint: its log without the end, its later checkpoints gone.
+    log = run / "train.log"
+    log.write_text(log.read_text().split("fairseq_cli.train | done training")[0])
+    shutil.copy(checkpoints[1], run / "checkpoints" / "checkpoint_last.pt")
+    for path in (*checkpoints[2:], run / "study_result.json", run / "checkpoints" / "checkpoint_averaged.pt"):
+        path.unlink()
+    resumed = study(prepared, work, *command)
+    assert "transformer_1layer: training (converged schedule)" in resumed.stdout
+    text = log.read_text()
+    assert text.count("| training on ") == 2 and "Loaded checkpoint" in text.split("| training on ")[2]
+    assert re.search(r"Loaded checkpoint \S+checkpoint_last.pt \(epoch \d+ @ 4 updates\)", text)  # not from scratch
+    assert json.loads((out / "records" / "transformer_1layer.json").read_text())["updates"] == 8
+
+    kept = study(prepared, work, *command)
+    assert "transformer_1layer: kept (finished earlier)" in kept.stdout
+    shrunken_schedule(schedule, **{**shrunk, "max_update": 4})
+    changed = study(prepared, work, *command)
+    assert "transformer_1layer: training" in changed.stdout
+    assert log.read_text().count("| training on ") == 1
+    assert json.loads((out / "records" / "transformer_1layer.json").read_text())["updates"] == 4
 
 
 def test_study_refuses_a_second_runner_and_bad_arguments(prepared, tmp_path):

@@ -145,6 +145,26 @@ def test_resume_keeps_counting(reverse_data, tmp_path):
     assert log_lines(resumed, "train")[-1]["nfe_dec_fwd"] == log_lines(straight, "train")[-1]["nfe_dec_fwd"]
 
 
+def test_patience_counts_across_a_resume(reverse_data, tmp_path):
+    """With lr 0 no validation improves on the first: --patience 3 stops after the 4th update, and a run cut
+    after 2 updates and resumed must stop there too (fairseq alone would count again from the resume and
+    stop after the 6th)."""
+    flags = ["--lr", "0", "--dropout", "0", "--validate-interval-updates", "1", "--save-interval-updates", "1",
+             "--keep-interval-updates", "1", "--patience", "3"]
+
+    def stopped_at(proc):
+        assert "early stop since valid performance hasn't improved for last 3 runs" in proc.stdout + proc.stderr
+        return log_lines(proc, "valid")[-1]["num_updates"]
+
+    straight = train(reverse_data, tmp_path / "straight", *flags, updates=12)
+    assert stopped_at(straight) == "4"
+    train(reverse_data, tmp_path / "resumed", *flags, updates=2)
+    resumed = train(reverse_data, tmp_path / "resumed", *flags, updates=12)
+    assert "resumed --patience: best valid loss" in resumed.stdout + resumed.stderr
+    assert "1 validation(s) since without improvement" in resumed.stdout + resumed.stderr
+    assert stopped_at(resumed) == "4"
+
+
 def _records(prefix, rank):
     with open(f"{prefix}.rank{rank}") as f:
         return [json.loads(line) for line in f]

@@ -1,0 +1,104 @@
+"""A converged run's compact record: read from its resumed log, kept as JSON, drawn and tabled without the
+run directory."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO
+from node_transformer import study_record
+from node_transformer.study_record import EARLY_STOP_LINE, StudyRecord, as_scalars, read_all, record_from_log
+from test_training_log import SESSION
+
+DONE = "2026-11-25 10:02:03 | INFO | fairseq_cli.train | done training in 122 seconds\n"
+NODE_FLAGS = ["--arch", "node_transformer", "--node-decoder", "--node-gradient", "backprop"]
+SCORES = {"test2016_flickr": {"tokenized_bleu": 38.5, "sacrebleu": 37.25, "sentences_per_second": 12.5},
+          "test2017_flickr": {"tokenized_bleu": 31.0, "sacrebleu": 30.5, "sentences_per_second": 11.0}}
+
+
+def resumed_log(tail=""):
+    """Two sessions; the second resumed from the checkpoint of update 100 and logs update 100 again. The
+    first session's second interval was suspended (fairseq's ups counts the pause)."""
+    first = SESSION.format(day="2026-11-24", skip=7, nfe_first=14, nfe_last=15, inner=50, valid=60, loss=7.5,
+                           last=100).replace("wall=60", "ups=0.5, wall=60").replace("wall=120", "ups=0.01, wall=120")
+    second = SESSION.format(day="2026-11-25", skip=130, nfe_first=16, nfe_last=18, inner=100, valid=160, loss=6.5,
+                            last=200).replace("wall=60", "ups=0.4, wall=60").replace("wall=120", "ups=0.45, wall=120")
+    return first + second + tail
+
+
+def test_a_resumed_run_makes_one_record_with_its_curves_and_clean_speed():
+    record = record_from_log("node_x", NODE_FLAGS, resumed_log(DONE), SCORES, machine="cpu", fingerprint="abc")
+    assert record.status == "update cap" and record.updates == 200 and record.gradient == "backprop"
+    assert (record.best_valid_loss, record.best_at_update) == (6.5, 160)
+    assert record.budget_skips == [7, 130]
+    # the median of 1/ups: the suspended interval (0.01 updates/s) moves it by one rank, not by 50x
+    assert record.seconds_per_update == pytest.approx(1 / 0.425)
+    assert record.train.column("nfe_dec_fwd") == ([50, 100, 200], [14.0, 16.0, 18.0])  # update 100 as resumed
+    assert record.train.column("nfe_dec_bwd") == ([50, 100], [20.0, 20.0])
+    assert record.train.column("node_kinetic_dec") == ([50, 100], [2.3e6, 2.3e6])
+    assert record.valid.column("loss") == ([60, 160], [7.5, 6.5])
+    assert record.valid.column("nll_loss") == ([60, 160], [6.1, 6.1])
+    assert StudyRecord.from_json(record.to_json()) == record
+
+    scalars = as_scalars(record)
+    assert scalars["valid"]["loss"] == [(60, pytest.approx(60 / 0.425), 7.5), (160, pytest.approx(160 / 0.425), 6.5)]
+    assert [point[0] for point in scalars["train_inner"]["loss"]] == [50, 100, 200]
+
+
+@pytest.mark.parametrize("tail, stopped, status", [
+    (f"2026-11-25 10:02:02 | INFO | fairseq_cli.train | {EARLY_STOP_LINE} for last 5 runs\n" + DONE, None, "plateau"),
+    ("", None, "training"),
+    ("", "SolverBudgetExceeded: 2 consecutive batches", "stopped: SolverBudgetExceeded: 2 consecutive batches"),
+])
+def test_the_status_says_why_a_run_ended(tail, stopped, status):
+    assert record_from_log("x", [], resumed_log(tail), {}, stopped=stopped).status == status
+
+
+def test_gradient_mode_of_classic_node_and_default_runs():
+    assert record_from_log("x", ["--arch", "transformer"], resumed_log(), {}).gradient == "-"
+    assert record_from_log("x", ["--node-encoder"], resumed_log(), {}).gradient == "adjoint"
+
+
+def test_a_run_that_never_trained_has_an_empty_record():
+    record = record_from_log("x", [], "2026-11-24 10:00:00 | INFO | fairseq_cli.train | training on 1 devices\n", {},
+                             stopped="RuntimeError: out of memory")
+    assert record.updates == 0 and record.best_valid_loss is None and record.train.updates == []
+    assert record.seconds_per_update is None and record.status == "stopped: RuntimeError: out of memory"
+
+
+def report(out, *names):
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "study.py"), "--report", "--out", str(out), *names],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def test_the_report_rebuilds_table_and_figures_from_records_alone(tmp_path):
+    node = record_from_log("node_x", NODE_FLAGS, resumed_log(DONE), SCORES, machine="cpu A")
+    classic = record_from_log("classic_y", ["--arch", "transformer"], resumed_log(DONE).replace("nfe_dec_", "x_"),
+                              {}, machine="cpu A")
+    for record in (node, classic):
+        study_record.write(record, tmp_path / "records")
+    assert read_all(tmp_path / "records") == {"classic_y": classic, "node_x": node}
+
+    proc = report(tmp_path)  # no run directories, no data
+    assert proc.returncode == 0, proc.stderr
+    table = (tmp_path / "study.md").read_text()
+    assert "Machine: cpu A" in table and "valid loss at update 160" in table
+    row = next(line for line in table.splitlines() if line.startswith("| node_x |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[:9] == ["node_x", "backprop", "update cap", "200", "6.500 (160)", "6.500", f"{1 / 0.425:.2f}",
+                         "dec 14→18", "dec 20→20"]
+    assert cells[9:] == ["2", "38.50 / 31.00 / -", "37.25 / 30.50 / -", "12.5"]
+    assert "| classic_y | - | update cap |" in table
+    for figure in ("loss", "best_valid_loss_vs_updates", "best_valid_loss_vs_hours", "nfe", "regularisers"):
+        assert (tmp_path / "figures" / f"{figure}.png").stat().st_size > 0
+
+    proc = report(tmp_path, "node_x", "missing_z")
+    assert proc.returncode == 2 and "no record missing_z.json" in proc.stderr
+    empty = tmp_path / "empty"
+    proc = report(empty)
+    assert proc.returncode == 2 and "no record *.json" in proc.stderr
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "study.py"), "--report", "--minutes", "1"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2 and "not allowed with --minutes" in proc.stderr
+    assert json.loads((tmp_path / "records" / "node_x.json").read_text())["experiment"] == "node_x"
