@@ -71,6 +71,11 @@ def read_training(log_text):
             "valid": valid, "budget_skips": len(SKIP_LINE.findall(log_text))}
 
 
+def last_session(log_text):
+    """The log of a run's last fairseq-train call (a resumed run's log holds one per call)."""
+    return SESSION_LINE.split(log_text)[-1]
+
+
 def best_point(curve):
     """(seconds, updates, loss) of the lowest validation loss, or None."""
     return min(curve, key=lambda point: point[2]) if curve else None

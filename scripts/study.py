@@ -61,6 +61,7 @@ RESULT_FILE = "study_result.json"
 RECORDS = "records"  # OUT/records/NAME.json: a converged run's StudyRecord, all that --report reads
 FIGURES = "figures"  # OUT/figures/*.png under --converged
 STARTED_FILE = "study_started_as"  # the fingerprint a run was started with: only such a run is resumed
+CAP_FLAG = "--max-update"
 TRAINED_LINE = "fairseq_cli.train | done training in "
 STOP_LINE = re.compile(r"\b\w*(?:Error|Stopped|Exception|error)\b: .*")
 
@@ -91,6 +92,9 @@ def parse_args(argv=None):
                              "or benchmarks/results)")
     parser.add_argument("--schedule", type=Path, default=SCHEDULE,
                         help="the --converged schedule's flags (default configs/base/converged_schedule.args)")
+    parser.add_argument("--max-update", type=int, default=None, metavar="UPDATES",
+                        help="--converged: stop each run at UPDATES updates instead of the schedule's cap (a run "
+                             "cut there is marked 'update cap'; raised later, the run resumes and goes on)")
     parser.add_argument("--average-last", type=int, default=10, metavar="N",
                         help="--converged: the final model averages the N newest interval checkpoints (default 10)")
     parser.add_argument("--report", action="store_true",
@@ -117,6 +121,8 @@ def parse_args(argv=None):
         return args
     if args.validate_every < 1:
         parser.error("--validate-every must be a positive number of updates")
+    if args.max_update is not None and (not args.converged or args.max_update < 1):
+        parser.error("--max-update must be a positive number of updates, under --converged")
     from node_transformer.experiment_config import config_path
 
     args.experiments = args.experiments or DEFAULT_EXPERIMENTS
@@ -141,7 +147,8 @@ def training_flags(config, args):
     from node_transformer.experiment_config import flag_words, read_flag_groups, read_flags
 
     if args.converged:
-        return flag_words({**read_flag_groups(config), **read_flag_groups(args.schedule)})
+        cap = {CAP_FLAG: [str(args.max_update)]} if args.max_update else {}
+        return flag_words({**read_flag_groups(config), **read_flag_groups(args.schedule), **cap})
     flags = read_flags(config) + ["--log-format", "simple", "--log-interval", "50"]
     every = str(args.validate_every)
     return flags + ["--max-epoch", "0", "--max-update", "0", "--stop-time-hours", f"{args.minutes / 60:.6f}",
@@ -154,12 +161,38 @@ def fingerprint(flags, budget, subsets):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def finished(run, key):
+def update_cap(flags):
+    """The --max-update of a run's flags (0: none)."""
+    return int(flags[flags.index(CAP_FLAG) + 1]) if CAP_FLAG in flags else 0
+
+
+def run_key(flags, args, subsets):
+    """A run's fingerprint. Under --converged it leaves the update cap out: a run given a higher cap goes on
+    from where it stopped (fairseq's resume) instead of starting again."""
+    if args.converged and CAP_FLAG in flags:
+        at = flags.index(CAP_FLAG)
+        flags = flags[:at] + flags[at + 2:]
+    return fingerprint(flags, budget_of(args), subsets)
+
+
+def plateaued(run):
+    """Whether RUN's training stopped on its plateau (fairseq's --patience): no higher cap extends it."""
+    from node_transformer.study_record import EARLY_STOP_LINE
+    from node_transformer.training_log import last_session
+
+    log = run / "train.log"
+    return log.is_file() and EARLY_STOP_LINE in last_session(log.read_text())
+
+
+def finished(run, key, cap):
+    """RUN's result if it was trained and translated as KEY up to CAP updates (or to its plateau)."""
     path = run / RESULT_FILE
     if not path.is_file():
         return None
     result = json.loads(path.read_text())
-    return result if result.get("fingerprint") == key else None
+    if result.get("fingerprint") != key:
+        return None
+    return result if result.get("max_update", cap) == cap or plateaued(run) else None
 
 
 def started_as(run, key):
@@ -172,10 +205,26 @@ def best_checkpoint(run):
     return run / "checkpoints" / "checkpoint_best.pt"
 
 
-def trained(run, key):
-    """Whether RUN finished training as KEY and was interrupted after it, while translating."""
+def trained(run, key, cap):
+    """Whether RUN finished training as KEY (to its plateau, or CAP updates) and was interrupted after it,
+    while translating."""
+    from node_transformer.training_log import last_session, read_training
+
     log = run / "train.log"
-    return started_as(run, key) and log.is_file() and TRAINED_LINE in log.read_text()
+    if not (started_as(run, key) and log.is_file() and TRAINED_LINE in last_session(log.read_text())):
+        return False
+    return plateaued(run) or not cap or read_training(log.read_text())["updates"] == cap
+
+
+def beyond_cap(run, cap):
+    """Whether RUN trained past CAP updates (a cap lowered since): it starts again, as another experiment."""
+    from node_transformer.training_log import read_training
+
+    log = run / "train.log"
+    try:
+        return bool(cap) and log.is_file() and read_training(log.read_text())["updates"] > cap
+    except ValueError:  # never trained
+        return False
 
 
 def device_flags():
@@ -187,13 +236,14 @@ def device_flags():
 def train(run, flags, args, key):
     """fairseq-train into RUN (log RUN/train.log); returns whether it exited cleanly. Under --minutes it
     starts from scratch; under --converged it resumes (fairseq's checkpoint_last.pt) a run that was started
-    with the same fingerprint, and starts afresh otherwise."""
+    with the same fingerprint and has not trained past the cap, and starts afresh otherwise."""
     from node_transformer.hub import record_data
 
-    resumable = args.converged and started_as(run, key)
+    resumable = args.converged and started_as(run, key) and not beyond_cap(run, update_cap(flags))
     if run.exists() and not resumable:
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
+    (run / "checkpoints" / AVERAGED).unlink(missing_ok=True)  # averaged from checkpoints training will replace
     (run / STARTED_FILE).write_text(key)
     record_data(args.data, run)
     command = [str(Path(sys.executable).parent / "fairseq-train"), str(args.data), "--user-dir",
@@ -296,8 +346,8 @@ def run_experiment(config, args, subsets):
     translated from its best checkpoint if it has one, and the study goes on."""
     run = args.work / config.stem
     flags = training_flags(config, args)
-    key = fingerprint(flags, budget_of(args), subsets)
-    result = finished(run, key)
+    key, cap = run_key(flags, args, subsets), update_cap(flags)
+    result = finished(run, key, cap)
     translated_as_now = result is not None and result.get("translation_flags") == translation_flags()
     if result is not None and (translated_as_now or not final_checkpoint(run, args).is_file()):
         print(f"{config.stem}: kept (finished earlier)", flush=True)
@@ -307,7 +357,7 @@ def run_experiment(config, args, subsets):
         print(f"{config.stem}: kept the training (finished earlier), translating again with "
               f"{' '.join(translation_flags())}", flush=True)
         training_stopped = result.get("training_stopped", result["stopped"])
-    elif trained(run, key):
+    elif trained(run, key, cap):
         print(f"{config.stem}: trained earlier, translating", flush=True)
         training_stopped = None
     else:
@@ -320,7 +370,7 @@ def run_experiment(config, args, subsets):
     translation, stopped = translate_final(run, args, subsets, training_stopped)
     result = {**summarise(config.stem, (run / "train.log").read_text(), translation), "stopped": stopped,
               "training_stopped": training_stopped, "translation_flags": translation_flags(),
-              "fingerprint": key, "budget": budget_of(args)}
+              "fingerprint": key, "budget": budget_of(args), "max_update": cap}
     (run / RESULT_FILE).write_text(json.dumps(result, indent=1) + "\n")
     print(f"{config.stem}: done in {(time.time() - started) / 60:.1f} min", flush=True)
     return result

@@ -377,7 +377,7 @@ def test_converged_study_resumes_averages_and_records(prepared, tmp_path):
     """The converged schedule shrunk to 8 updates of 512 tokens (validating and saving every 2, all within the
     first epoch: fairseq writes no interval checkpoint at an epoch's end): trained, averaged, all three test
     sets translated, a record and a table from it; cut while training, the run resumes from its
-    checkpoint_last.pt instead of starting again; a changed schedule starts it afresh."""
+    checkpoint_last.pt instead of starting again; a raised cap extends it, a lowered one starts it again."""
     shrunk = dict(max_update=8, max_tokens=512, warmup_updates=4, validate_interval_updates=2,
                   save_interval_updates=2, log_interval=2)
     schedule = shrunken_schedule(tmp_path / "schedule.args", **shrunk)
@@ -413,10 +413,15 @@ def test_converged_study_resumes_averages_and_records(prepared, tmp_path):
 
     kept = study(prepared, work, *command)
     assert "transformer_1layer: kept (finished earlier)" in kept.stdout
-    shrunken_schedule(schedule, **{**shrunk, "max_update": 4})
-    changed = study(prepared, work, *command)
-    assert "transformer_1layer: training" in changed.stdout
-    assert log.read_text().count("| training on ") == 1
+    raised = study(prepared, work, *command, "--max-update", "10")  # goes on from update 8
+    assert "transformer_1layer: training (converged schedule)" in raised.stdout
+    text = log.read_text()
+    assert text.count("| training on ") == 3 and re.search(r"checkpoint_last.pt \(epoch \d+ @ 8 updates\)", text)
+    record = json.loads((out / "records" / "transformer_1layer.json").read_text())
+    assert record["updates"] == 10 and record["valid"]["updates"] == [2, 4, 6, 8, 10]
+    assert record["status"] == "update cap" and "--max-update 10" in " ".join(record["flags"])
+    lowered = study(prepared, work, *command, "--max-update", "4")  # past that cap already: starts again
+    assert "transformer_1layer: training" in lowered.stdout and log.read_text().count("| training on ") == 1
     assert json.loads((out / "records" / "transformer_1layer.json").read_text())["updates"] == 4
 
 
@@ -431,7 +436,8 @@ def test_study_refuses_a_second_runner_and_bad_arguments(prepared, tmp_path):
     assert proc.returncode == 2 and "another study runner" in proc.stderr
     for args, message in ([("--minutes", "0"), "--minutes must be positive"],
                           [("no_such_experiment",), "no config file"],
-                          [("--minutes", "1", "--converged"), "not allowed with argument"]):
+                          [("--minutes", "1", "--converged"), "not allowed with argument"],
+                          [("--minutes", "1", "--max-update", "10"), "--max-update must be a positive number"]):
         proc = study(prepared, work, *args, check=False)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     listed = script("study.sh", "--list").stdout
