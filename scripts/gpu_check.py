@@ -82,7 +82,8 @@ def main(argv=None):
     if code:
         return code
     names = [Path(name).stem for name in args.experiments]
-    records = {name: record for name, record in read_all(args.out / study.RECORDS).items() if name in names}
+    written = read_all(args.out / study.RECORDS)
+    records = {name: written[name] for name in names}
     cpu_records = read_all(args.cpu_records) if args.cpu_records.is_dir() else {}
     table = Table("gpu_check", f"The converged schedule for {args.updates} updates here, beside the CPU records",
                   ["experiment", "s/update here", "s/update CPU", "CPU / here", "valid loss here / CPU (update: ...)"],

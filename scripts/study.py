@@ -317,14 +317,17 @@ def stop_reason(log_text):
 
 def final_checkpoint(run, args):
     """The model a run is scored with: under --converged the average of its last interval checkpoints
-    (made once training has ended), under --minutes its best checkpoint."""
+    (made once training has ended; a run that stopped before its first interval checkpoint has its
+    checkpoint_last.pt alone), under --minutes its best checkpoint."""
     if not args.converged:
         return best_checkpoint(run)
-    averaged = run / "checkpoints" / AVERAGED
+    checkpoints = run / "checkpoints"
+    averaged = checkpoints / AVERAGED
     if not averaged.is_file() and best_checkpoint(run).is_file():
-        from node_transformer.averaging import average_last
+        from node_transformer.averaging import average_checkpoints, interval_checkpoints
 
-        average_last(run / "checkpoints", args.average_last, averaged)
+        last = [path for path in [checkpoints / "checkpoint_last.pt"] if path.is_file()]
+        average_checkpoints(interval_checkpoints(checkpoints)[-args.average_last:] or last, averaged)
     return averaged
 
 

@@ -102,3 +102,22 @@ def test_the_report_rebuilds_table_and_figures_from_records_alone(tmp_path):
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 2 and "not allowed with --minutes" in proc.stderr
     assert json.loads((tmp_path / "records" / "node_x.json").read_text())["experiment"] == "node_x"
+
+
+def test_the_gpu_check_sets_its_runs_beside_the_cpu_records():
+    sys.path.insert(0, str(REPO / "scripts"))
+    from gpu_check import comparison_rows
+
+    cpu = record_from_log("node_x", NODE_FLAGS, resumed_log(DONE), {})
+    gpu = StudyRecord.from_json(cpu.to_json())
+    gpu.seconds_per_update = cpu.seconds_per_update / 8
+    gpu.valid.values["loss"] = [7.25, 6.75]
+    alone = record_from_log("new_y", NODE_FLAGS, resumed_log(DONE), {})
+    rows = comparison_rows({"node_x": gpu, "new_y": alone}, {"node_x": cpu})
+    assert rows[0] == ["node_x", f"{gpu.seconds_per_update:.3f}", f"{cpu.seconds_per_update:.3f}", "8.0x",
+                       "60: 7.250 / 7.500, 160: 6.750 / 6.500"]
+    assert rows[1][2:] == ["-", "-", "-"]
+    if not __import__("torch").cuda.is_available():
+        proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--updates", "2"], capture_output=True,
+                              text=True, cwd=REPO, timeout=120)
+        assert proc.returncode == 2 and "no CUDA device here" in proc.stderr and "--allow-cpu" in proc.stderr
