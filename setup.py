@@ -23,6 +23,6 @@ setup(
         "subword-nmt",  # joint BPE for Multi30k
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "nbclient", "nbformat", "ipykernel"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "nbclient", "nbformat", "ipykernel"]},
     classifiers=["License :: OSI Approved :: Apache Software License", "Programming Language :: Python :: 3"],
 )

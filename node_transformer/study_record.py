@@ -17,6 +17,7 @@ from typing import Dict, List, Optional
 from .training_log import BUDGET_SKIPS_KEY, NFE_KEYS, REGULARISER_KEYS, read_training
 
 EARLY_STOP_LINE = "early stop since valid performance hasn't improved"
+TEST_SETS = ("test2016_flickr", "test2017_flickr", "test2017_mscoco")  # scripts/score.py's names
 SKIP_AT = re.compile(r"skipping batch at update (\d+)")
 TRAIN_COLUMNS = ("loss", "nll_loss", "lr", *NFE_KEYS, *REGULARISER_KEYS, BUDGET_SKIPS_KEY)
 VALID_COLUMNS = ("loss", "nll_loss", *NFE_KEYS)
@@ -142,3 +143,48 @@ def as_scalars(record: StudyRecord) -> Dict[str, Dict[str, list]]:
             updates, values = curves.column(column)
             scalars[split][column] = [(u, u * per_update, v) for u, v in zip(updates, values)]
     return scalars
+
+
+def equal_update(records) -> Optional[int]:
+    """The last validation every record reached: valid losses there compare learning per update."""
+    reached = [max(r.valid.updates) for r in records if r.valid.updates]
+    return min(reached) if reached else None
+
+
+def _first_to_last(curves, key):
+    _, values = curves.column(key)
+    return f"{values[0]:.0f}→{values[-1]:.0f}" if values else None
+
+
+def table_columns_and_rows(records):
+    """The converged study's results table: (header, rows), one row per record."""
+    at_update = equal_update(records)
+    header = ["experiment", "gradient", "status", "updates", "best valid loss (at update)",
+              f"valid loss at update {at_update}" if at_update else "valid loss at equal updates", "s/update (clean)",
+              "fwd NFE per solve (first→last logged)", "bwd NFE per solve", "budget skips",
+              f"BLEU tok ({' / '.join(TEST_SETS)})", "sacreBLEU", "sentences/s (test2016)"]
+    rows = []
+    for r in records:
+        scores = [r.translation.get(name) for name in TEST_SETS]
+        best = f"{r.best_valid_loss:.3f} ({r.best_at_update})" if r.best_valid_loss is not None else "-"
+        updates, losses = r.valid.column("loss")
+        equal = dict(zip(updates, losses)).get(at_update)
+        nfe = {direction: ", ".join(f"{side} {cell}" for side in ("enc", "dec")
+                                    if (cell := _first_to_last(r.train, f"nfe_{side}_{direction}")))
+               for direction in ("fwd", "bwd")}
+        speed = scores[0].get("sentences_per_second") if scores[0] else None
+        rows.append([
+            r.experiment, r.gradient, r.status, r.updates, best, f"{equal:.3f}" if equal is not None else "-",
+            f"{r.seconds_per_update:.2f}" if r.seconds_per_update else "-", nfe["fwd"] or "-", nfe["bwd"] or "-",
+            len(r.budget_skips),
+            " / ".join(f"{score['tokenized_bleu']:.2f}" if score else "-" for score in scores),
+            " / ".join(f"{score['sacrebleu']:.2f}" if score else "-" for score in scores),
+            f"{speed:.1f}" if speed else "-"])
+    return header, rows
+
+
+def results_table(records) -> str:
+    """The results table of RECORDS in Markdown (the notebook's; scripts/study.sh adds the machine and notes)."""
+    header, rows = table_columns_and_rows(records)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]) + "\n"

@@ -255,8 +255,8 @@ def train(run, flags, args, key):
 
 
 def translation_flags():
-    """The length bound every translation of the study uses (node_transformer/length_bound.py); a kept
-    result translated with other flags is translated again."""
+    """The length bound every translation of the study uses: scripts/generate.sh's own default,
+    node_transformer/length_bound.py. A kept result translated with another bound is translated again."""
     from node_transformer.length_bound import FLAGS
 
     return FLAGS
@@ -268,7 +268,7 @@ def translate(run, subsets, data, checkpoint):
 
     env = dict(os.environ, DATA=str(data), PYTHON=sys.executable)
     proc = subprocess.run(["bash", str(REPO / "scripts" / "generate.sh"), str(run), "--checkpoint", str(checkpoint),
-                           "--subsets", " ".join(subsets), *translation_flags()],
+                           "--subsets", " ".join(subsets)],
                           capture_output=True, text=True, env=env, cwd=REPO)
     (run / "gen").mkdir(exist_ok=True)
     (run / "gen" / "generate.log").write_text(proc.stderr)
@@ -435,58 +435,21 @@ def write_record(config, result, args):
     return record
 
 
-def equal_update(records):
-    """The last validation every record reached: valid losses there compare learning per update."""
-    reached = [max(r.valid.updates) for r in records if r.valid.updates]
-    return min(reached) if reached else None
-
-
-def _first_to_last(curves, key):
-    _, values = curves.column(key)
-    return f"{values[0]:.0f}→{values[-1]:.0f}" if values else None
-
-
-def converged_rows(records, at_update):
-    rows = []
-    for r in records:
-        scores = [r.translation.get(name) for name in SUBSETS.values()]
-        best = f"{r.best_valid_loss:.3f} ({r.best_at_update})" if r.best_valid_loss is not None else "-"
-        updates, losses = r.valid.column("loss")
-        equal = dict(zip(updates, losses)).get(at_update)
-        nfe = {direction: ", ".join(f"{side} {cell}" for side in ("enc", "dec")
-                                    if (cell := _first_to_last(r.train, f"nfe_{side}_{direction}")))
-               for direction in ("fwd", "bwd")}
-        speed = scores[0].get("sentences_per_second") if scores[0] else None
-        rows.append([
-            r.experiment, r.gradient, r.status, r.updates, best, f"{equal:.3f}" if equal is not None else "-",
-            f"{r.seconds_per_update:.2f}" if r.seconds_per_update else "-", nfe["fwd"] or "-", nfe["bwd"] or "-",
-            len(r.budget_skips),
-            " / ".join(f"{score['tokenized_bleu']:.2f}" if score else "-" for score in scores),
-            " / ".join(f"{score['sacrebleu']:.2f}" if score else "-" for score in scores),
-            f"{speed:.1f}" if speed else "-"])
-    return rows
-
-
 def write_converged_report(records, out):
-    """OUT/study.md and OUT/figures/*.png from RECORDS alone."""
+    """OUT/study.md, OUT/conclusions.md and OUT/figures/[SECTION/]*.png from RECORDS alone."""
     import logging
 
     logging.getLogger().setLevel(logging.WARNING)  # importing fairseq leaves the root logger chatty
     sys.path.insert(0, str(REPO / "benchmarks"))
     from report import Table, publish
 
+    from node_transformer import study_conclusions
     from node_transformer.plot import plot_scalars
-    from node_transformer.study_record import as_scalars
+    from node_transformer.study_record import as_scalars, table_columns_and_rows
 
-    at_update = equal_update(records)
-    test_names = " / ".join(SUBSETS.values())
     table = Table(
         "study", "The study at convergence: one schedule, each run to its plateau or update cap, Multi30k EN-DE",
-        ["experiment", "gradient", "status", "updates", "best valid loss (at update)",
-         f"valid loss at update {at_update}" if at_update else "valid loss at equal updates", "s/update (clean)",
-         "fwd NFE per solve (first→last logged)", "bwd NFE per solve", "budget skips", f"BLEU tok ({test_names})",
-         "sacreBLEU", "sentences/s (test2016)"],
-        converged_rows(records, at_update),
+        *table_columns_and_rows(records),
         note=f"Command: scripts/study.sh --converged {' '.join(r.experiment for r in records)}; rebuilt from "
              f"{RECORDS}/ with scripts/study.sh --report. Schedule: configs/base/converged_schedule.args. Valid "
              "loss is fairseq's (label-smoothed cross-entropy, base 2); status says why a run stopped (plateau: "
@@ -496,9 +459,20 @@ def write_converged_report(records, out):
              "average of the last interval checkpoints, translations at most 1.2 x source + 10 tokens long.",
         machine="; ".join(sorted({r.machine for r in records if r.machine})) or "not recorded")
     publish(table, out)
-    figures = plot_scalars({r.experiment: as_scalars(r) for r in records}, out / FIGURES, ("png",))
+    by_name = {r.experiment: r for r in records}
+    figures = plot_scalars({name: as_scalars(r) for name, r in by_name.items()}, out / FIGURES, ("png",))
+    for section, names in study_conclusions.SECTIONS.items():
+        present = [name for name in names if name in by_name]
+        if present:
+            figures += plot_scalars({name: as_scalars(by_name[name]) for name in present}, out / FIGURES / section,
+                                    ("png",))
     for path in figures:
         print(path)
+    conclusions = study_conclusions.markdown(study_conclusions.check(by_name), FIGURES)
+    (out / "conclusions.md").write_text(
+        "### The 2019 conclusions, checked against the converged study's records\n\n" + conclusions +
+        f"\nRules: node_transformer/study_conclusions.py. Rebuilt with scripts/study.sh --report.\n")
+    print(conclusions)
 
 
 def write_results(results, args, subsets):

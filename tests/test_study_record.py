@@ -93,6 +93,9 @@ def test_the_report_rebuilds_table_and_figures_from_records_alone(tmp_path):
     for figure in ("loss", "best_valid_loss_vs_updates", "best_valid_loss_vs_hours", "nfe", "regularisers"):
         assert (tmp_path / "figures" / f"{figure}.png").stat().st_size > 0
 
+    conclusions = (tmp_path / "conclusions.md").read_text()
+    assert conclusions.count("**not testable yet**") == len(conclusions.splitlines()) - 6  # no study experiment here
+
     proc = report(tmp_path, "node_x", "missing_z")
     assert proc.returncode == 2 and "no record missing_z.json" in proc.stderr
     empty = tmp_path / "empty"

@@ -1,0 +1,284 @@
+"""The 2019 study's conclusions, each checked against the converged study's records.
+
+Every row states the 2019 claim, the experiments that test it, the rule that decides it and the numbers
+the records give; its verdict is "reproduced", "refuted" or "not testable yet" (an experiment it needs has
+no record). The rules are fixed here, before the numbers: a validation-loss difference of at most
+``LEVEL`` (base 2) counts as level, an NFE change of more than ``NFE_CHANGE`` of its start as a rise or
+a fall, a cost ratio above ``SLOWER`` as much slower. Plain Python over ``StudyRecord``s: the table rebuilds
+from the records on a fresh clone.
+"""
+from dataclasses import dataclass
+from statistics import mean
+from typing import Dict, List, Optional
+
+from .study_record import TEST_SETS, StudyRecord
+
+LEVEL = 0.05  # validation loss (base 2): closer than this is level
+NFE_CHANGE = 0.10  # a change of more than 10% of the first logged NFE is a rise (or a fall)
+SLOWER = 1.5  # "much slower": more than 1.5x the seconds per update, or the hours to the plateau
+TRANSLATES = 20.0  # tokenized BLEU on test2016 at which a model translates
+WINDOW = 250  # updates: NFE "at update U" is the mean of the intervals logged in (U - WINDOW, U]
+EQUAL_UPDATES = 3000  # where the "against their base run" experiments are compared
+CAPPED_UPDATES = 2000  # where the capped experiments are compared
+
+REPRODUCED, REFUTED, NOT_TESTABLE = "reproduced", "refuted", "not testable yet"
+
+# The comparisons of the converged study: figures/SECTION/*.png of the experiments named (those with records).
+SECTIONS: Dict[str, List[str]] = {
+    "depth": ["transformer_1layer", "transformer_tiny", "transformer_6layer"],
+    "node_vs_1layer": ["transformer_1layer", "node_separated_aug1", "node_full_tol1e-2", "node_fast_separated_euler"],
+    "nfe": ["node_separated_aug1", "node_full_tol1e-2", "node_decoder_aug1", "node_full_aug1"],
+    "gradient_bug": ["node_separated_aug1", "node_separated_aug1_2019bug", "node_full_tol1e-2",
+                     "node_full_tol1e-2_2019bug"],
+    "tolerance": ["node_full_tol1e-2", "node_full_tol1e-3"],
+    "augmentation": ["node_full_tol1e-2", "node_full_aug1", "node_decoder_aug1"],
+    "separated_decoder": ["node_decoder_aug1", "node_separated_aug1"],
+    "time_dependence": ["node_separated_aug1", "node_separated_aug1_timedep"],
+    "weight_decay": ["node_separated_aug1", "node_separated_aug1_weightdecay"],
+    "fixed_grid": ["transformer_1layer", "node_fast_separated_euler", "node_separated_aug1"],
+    "regularisers": ["demo", "demo_kinetic"],
+}
+
+
+@dataclass
+class Conclusion:
+    number: str  # the study's numbering (0-10, "tol")
+    claim: str  # the 2019 conclusion
+    experiments: List[str]  # the records it needs
+    rule: str  # what decides it, stated before the numbers
+    verdict: str = NOT_TESTABLE
+    evidence: str = ""  # the numbers that decided it
+    figure: str = ""  # the figure (under the converged figures) that shows it
+
+
+def loss_at(record: StudyRecord, update: int) -> Optional[float]:
+    updates, losses = record.valid.column("loss")
+    return dict(zip(updates, losses)).get(update)
+
+
+def nfe_at(record: StudyRecord, key: str, update: Optional[int] = None) -> Optional[float]:
+    """The mean NFE per solve of KEY over the intervals logged in (update - WINDOW, update], by default up
+    to the run's last logged update."""
+    updates, values = record.train.column(key)
+    if not updates:
+        return None
+    end = update if update is not None else updates[-1]
+    window = [v for u, v in zip(updates, values) if end - WINDOW < u <= end]
+    return mean(window) if window else None
+
+
+def nfe_first(record: StudyRecord, key: str) -> Optional[float]:
+    _, values = record.train.column(key)
+    return values[0] if values else None
+
+
+def change(first, last):
+    return (last - first) / first if first else 0.0
+
+
+def bleu(record: StudyRecord) -> Optional[float]:
+    score = record.translation.get(TEST_SETS[0])
+    return score["tokenized_bleu"] if score else None
+
+
+def _bleu_text(record):
+    score = bleu(record)
+    return f"BLEU {score:.2f}" if score is not None else "not translated"
+
+
+def hours_to_plateau(record: StudyRecord) -> Optional[float]:
+    if record.best_at_update is None or not record.seconds_per_update:
+        return None
+    return record.best_at_update * record.seconds_per_update / 3600
+
+
+def _compare_at(records, name, base, update):
+    """Evidence and the loss difference (name - base) at UPDATE, or None when a run has not reached it."""
+    here, there = loss_at(records[name], update), loss_at(records[base], update)
+    if here is None or there is None:
+        return None, f"{name if here is None else base} has no validation at update {update}"
+    return here - there, f"valid loss at update {update}: {name} {here:.3f}, {base} {there:.3f}"
+
+
+def _learns(records, c):
+    names = [n for n in c.experiments if n in records]
+    scores = {n: bleu(records[n]) for n in names}
+    c.evidence = "; ".join(f"{n}: best valid loss {records[n].best_valid_loss:.3f}, {_bleu_text(records[n])}"
+                           for n in names)
+    c.verdict = REPRODUCED if any(s is not None and s >= TRANSLATES for s in scores.values()) else REFUTED
+
+
+def _behind_1layer(records, c):
+    node = min(c.experiments[1:], key=lambda n: records[n].best_valid_loss)
+    classic = records["transformer_1layer"]
+    gap = records[node].best_valid_loss - classic.best_valid_loss
+    c.evidence = (f"best NODE run {node}: {records[node].best_valid_loss:.3f} ({_bleu_text(records[node])}); "
+                  f"transformer_1layer: {classic.best_valid_loss:.3f} ({_bleu_text(classic)}); gap {gap:+.3f}")
+    c.verdict = REPRODUCED if gap > LEVEL else REFUTED
+
+
+def _slower(records, c):
+    classic = records["transformer_1layer"]
+    parts, slower = [], []
+    for name in c.experiments[1:]:
+        r = records[name]
+        per_update = r.seconds_per_update / classic.seconds_per_update
+        hours, classic_hours = hours_to_plateau(r), hours_to_plateau(classic)
+        parts.append(f"{name}: {per_update:.1f}x per update, {hours:.1f} h to its best against {classic_hours:.1f} h")
+        slower.append(per_update > SLOWER or hours > SLOWER * classic_hours)
+    c.evidence = "; ".join(parts)
+    c.verdict = REPRODUCED if all(slower) else REFUTED
+
+
+def _nfe_rises(records, c):
+    parts, rises = [], []
+    for name in c.experiments:
+        first, last = nfe_first(records[name], "nfe_dec_fwd"), nfe_at(records[name], "nfe_dec_fwd")
+        parts.append(f"{name}: decoder {first:.1f} → {last:.1f} ({change(first, last):+.0%})")
+        rises.append(change(first, last) > NFE_CHANGE)
+    c.evidence = "; ".join(parts)
+    c.verdict = REPRODUCED if all(rises) else REFUTED
+
+
+def _decoder_not_encoder(records, c):
+    r = records[c.experiments[0]]
+    sides = {side: (nfe_first(r, f"nfe_{side}_fwd"), nfe_at(r, f"nfe_{side}_fwd")) for side in ("enc", "dec")}
+    c.evidence = ", ".join(f"{side} {a:.1f} → {b:.1f} ({change(a, b):+.0%})" for side, (a, b) in sides.items())
+    decoder_rises = change(*sides["dec"]) > NFE_CHANGE
+    encoder_flat = abs(change(*sides["enc"])) <= NFE_CHANGE
+    c.verdict = REPRODUCED if decoder_rises and encoder_flat else REFUTED
+
+
+def _refines_forever(records, c):
+    r = records[c.experiments[0]]
+    c.evidence = (f"{r.experiment}: {len(r.budget_skips)} batches over the step budget in {r.updates} updates"
+                  + (f"; {r.status}" if r.status.startswith("stopped") else ""))
+    c.verdict = REPRODUCED if r.budget_skips or r.status.startswith("stopped") else REFUTED
+
+
+def _separated_cheaper(records, c):
+    separated, full = (records[n] for n in c.experiments)
+    ratio = separated.seconds_per_update / full.seconds_per_update
+    difference, evidence = _compare_at(records, separated.experiment, full.experiment, EQUAL_UPDATES)
+    c.evidence = f"{ratio:.2f}x the seconds per update; {evidence}"
+    if difference is not None:
+        c.verdict = REPRODUCED if ratio < 1 / 1.1 and difference <= LEVEL else REFUTED
+
+
+def _no_help(update):
+    def decide(records, c):
+        variant, base = c.experiments
+        difference, c.evidence = _compare_at(records, variant, base, update)
+        if difference is not None:
+            c.verdict = REPRODUCED if difference >= -LEVEL else REFUTED
+    return decide
+
+
+def _weight_decay(records, c):
+    decayed, base = c.experiments
+    difference, evidence = _compare_at(records, decayed, base, EQUAL_UPDATES)
+    nfe = {n: nfe_at(records[n], "nfe_dec_fwd", EQUAL_UPDATES) for n in (decayed, base)}
+    c.evidence = f"{evidence}; decoder NFE there: {nfe[decayed]:.1f} against {nfe[base]:.1f}"
+    if difference is not None:
+        lowers = change(nfe[base], nfe[decayed]) < -NFE_CHANGE
+        c.verdict = REPRODUCED if lowers and difference > LEVEL else REFUTED
+
+
+def _tolerance(records, c):
+    loose, tight = c.experiments
+    ratio = records[tight].seconds_per_update / records[loose].seconds_per_update
+    difference, evidence = _compare_at(records, loose, tight, CAPPED_UPDATES)
+    c.evidence = f"{tight} costs {ratio:.1f}x per update; {evidence}"
+    if difference is not None:
+        c.verdict = REPRODUCED if ratio > 1 and difference > LEVEL else REFUTED
+
+
+def _bug_share(records, c):
+    parts = []
+    for bugged, base in zip(c.experiments[::2], c.experiments[1::2]):
+        difference, evidence = _compare_at(records, bugged, base, EQUAL_UPDATES)
+        parts.append(evidence + (f" ({difference:+.3f})" if difference is not None else ""))
+    c.evidence = "; ".join(parts)
+    # the claim checked is "the bug costs quality": reproduced when every ablation is behind its base
+    differences = [_compare_at(records, b, base, EQUAL_UPDATES)[0]
+                   for b, base in zip(c.experiments[::2], c.experiments[1::2])]
+    if all(d is not None for d in differences):
+        c.verdict = REPRODUCED if all(d > LEVEL for d in differences) else REFUTED
+
+
+CHECKS: List[tuple] = [
+    (Conclusion("0", "The NODE-Transformer learns to translate",
+                ["node_separated_aug1", "node_full_tol1e-2"],
+                f"reproduced if a NODE run's final model reaches {TRANSLATES:g} tokenized BLEU on test2016",
+                figure="node_vs_1layer/best_valid_loss_vs_updates.png"), _learns),
+    (Conclusion("1", "It stays behind the 1-layer Transformer (2019: 4.5 against 3.19 valid loss)",
+                ["transformer_1layer", "node_separated_aug1", "node_full_tol1e-2", "node_fast_separated_euler"],
+                f"reproduced if the best NODE run's best valid loss is more than {LEVEL} above the 1-layer's",
+                figure="node_vs_1layer/best_valid_loss_vs_updates.png"), _behind_1layer),
+    (Conclusion("2", "It trains much slower",
+                ["transformer_1layer", "node_separated_aug1", "node_full_tol1e-2"],
+                f"reproduced if each adaptive NODE run costs more than {SLOWER}x the 1-layer's seconds per update "
+                "or hours to its best validation loss (clean seconds per update x updates)",
+                figure="node_vs_1layer/best_valid_loss_vs_hours.png"), _slower),
+    (Conclusion("3", "Its NFE rises while it learns",
+                ["node_separated_aug1", "node_full_tol1e-2"],
+                f"reproduced if each adaptive run's decoder forward NFE ends (mean of its last {WINDOW} updates) more "
+                f"than {NFE_CHANGE:.0%} above its first logged value",
+                figure="nfe/nfe.png"), _nfe_rises),
+    (Conclusion("4", "The decoder's NFE rises, the encoder's stays flat",
+                ["node_full_tol1e-2"],
+                f"reproduced if the decoder's forward NFE rises by more than {NFE_CHANGE:.0%} and the encoder's changes "
+                f"by at most {NFE_CHANGE:.0%}", figure="nfe/nfe.png"), _decoder_not_encoder),
+    (Conclusion("6", "A solve can refine forever (the augmented NODE decoder hung)",
+                ["node_decoder_aug1"],
+                "reproduced if a batch went over the solver's step budget (skipped and counted, or training stopped)",
+                figure="separated_decoder/nfe.png"), _refines_forever),
+    (Conclusion("7", "The separated decoder costs less at no loss of quality",
+                ["node_separated_aug1", "node_decoder_aug1"],
+                f"reproduced if it costs less than 1/1.1 of the full NODE decoder per update and its valid loss at "
+                f"update {EQUAL_UPDATES} is at most {LEVEL} above", figure="separated_decoder/best_valid_loss_vs_updates.png"),
+     _separated_cheaper),
+    (Conclusion("8", "Augmentation does not help", ["node_full_aug1", "node_full_tol1e-2"],
+                f"reproduced if the augmented run is not more than {LEVEL} below at update {CAPPED_UPDATES}",
+                figure="augmentation/best_valid_loss_vs_updates.png"), _no_help(CAPPED_UPDATES)),
+    (Conclusion("9", "Time dependence does not help", ["node_separated_aug1_timedep", "node_separated_aug1"],
+                f"reproduced if the time-dependent run is not more than {LEVEL} below at update {EQUAL_UPDATES}",
+                figure="time_dependence/best_valid_loss_vs_updates.png"), _no_help(EQUAL_UPDATES)),
+    (Conclusion("10", "Weight decay lowers NFE and costs quality",
+                ["node_separated_aug1_weightdecay", "node_separated_aug1"],
+                f"reproduced if at update {EQUAL_UPDATES} its decoder NFE is more than {NFE_CHANGE:.0%} lower and its "
+                f"valid loss more than {LEVEL} higher", figure="weight_decay/nfe.png"), _weight_decay),
+    (Conclusion("tol", "Tolerance 1e-2 trains faster and ends worse than 1e-3",
+                ["node_full_tol1e-2", "node_full_tol1e-3"],
+                f"reproduced if 1e-3 costs more per update and 1e-2 is more than {LEVEL} behind at update "
+                f"{CAPPED_UPDATES} (1e-3 is capped there: its end is not reached)",
+                figure="tolerance/best_valid_loss_vs_updates.png"), _tolerance),
+    (Conclusion("bug", "The 2019 gradient bug's share: the encoder got no gradient through the NODE decoder",
+                ["node_separated_aug1_2019bug", "node_separated_aug1", "node_full_tol1e-2_2019bug", "node_full_tol1e-2"],
+                f"reproduced (the bug cost quality) if each ablation is more than {LEVEL} behind its base at update "
+                f"{EQUAL_UPDATES}", figure="gradient_bug/best_valid_loss_vs_updates.png"), _bug_share),
+]
+
+
+def check(records: Dict[str, StudyRecord]) -> List[Conclusion]:
+    """Every conclusion, decided where its records exist."""
+    checked = []
+    for template, decide in CHECKS:
+        conclusion = Conclusion(**vars(template))
+        conclusion.experiments = list(template.experiments)
+        missing = [name for name in conclusion.experiments if name not in records]
+        if missing:
+            conclusion.evidence = f"no record of {', '.join(missing)} yet"
+        else:
+            decide(records, conclusion)
+        checked.append(conclusion)
+    return checked
+
+
+def markdown(conclusions: List[Conclusion], figures: str = "figures") -> str:
+    lines = ["| # | 2019 conclusion | verdict | evidence | decided by | figure |", "|---|---|---|---|---|---|"]
+    for c in conclusions:
+        figure = f"[{c.figure}]({figures}/{c.figure})" if c.figure and c.verdict != NOT_TESTABLE else "-"
+        lines.append(f"| {c.number} | {c.claim} | **{c.verdict}** | {c.evidence} | {c.rule} | {figure} |")
+    return "\n".join(lines) + "\n"
+

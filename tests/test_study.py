@@ -1,0 +1,174 @@
+"""The study runner on the Multi30k subset: --minutes (kept, resumed, a stopped run) and --converged (resumed
+from checkpoint_last.pt, averaged, recorded, its cap raised and lowered)."""
+import json
+import re
+import shutil
+
+import torch
+
+from helpers import REPO
+from multi30k_subset import prepared, script  # noqa: F401  (prepared: a fixture)
+from node_transformer import checkpoint_safety  # noqa: F401  (torch.load of fairseq checkpoints)
+from node_transformer.averaging import interval_checkpoints
+from node_transformer.experiment_config import read_flags
+
+
+def study(prepared, work, *args, check=True):
+    return script("study.sh", "--data", prepared / "bin", "--work", work, "--out", work / "results", *args,
+                  check=check)
+
+
+def test_study_runs_keeps_resumes_and_records_a_stopped_run(prepared, tmp_path):
+    """Two experiments and one whose solver keeps exceeding its budget, under a few seconds each: one table;
+    a second call keeps every finished experiment; an experiment interrupted while translating is translated,
+    one interrupted while training retrains alone."""
+    stalling = tmp_path / "stalling.args"
+    stalling.write_text(" ".join(read_flags(REPO / "configs" / "demo.args"))
+                        + " --node-max-num-steps 1 --node-max-consecutive-skips 2\n")
+    work = tmp_path / "study"
+    experiments = ["transformer_1layer", "node_fast_separated_euler", stalling]
+    proc = study(prepared, work, "--minutes", "0.1", "--validate-every", "2", *experiments)
+    table = (work / "results" / "study.md").read_text()
+    written = json.loads((work / "results" / "study.json").read_text())
+    results = {r["experiment"]: r for r in written["results"]}
+    assert list(results) == ["transformer_1layer", "node_fast_separated_euler", "stalling"]
+    equal = written["equal_updates"]  # the last validation both trained runs reached
+    assert equal % 2 == 0 and f"valid loss at update {equal} |" in table
+    assert equal == min(max(u for _, u, _ in results[name]["curve"] if u % 2 == 0)
+                        for name in ("transformer_1layer", "node_fast_separated_euler"))
+    for name in ("transformer_1layer", "node_fast_separated_euler"):
+        result = results[name]
+        assert result["stopped"] is None and result["updates"] > 0 and result["best_valid_loss"] > 0
+        assert 0 <= result["translation"]["test2016_flickr"]["tokenized_bleu"] <= 100
+        loss_there = next(loss for _, u, loss in result["curve"] if u == equal)
+        assert f"| {name} | {result['updates']} | {result['seconds_per_update']:.2f} | " in table
+        assert f"min) | {loss_there:.2f} | " in table.split(f"| {name} |")[1].split("\n")[0]
+    stalled = results["stalling"]
+    assert stalled["stopped"] and "consecutive batches exceeded the solver budget" in stalled["stopped"]
+    assert stalled["budget_skips"] == 1  # the first batch skipped, the second stopped training
+    assert "| stalling (stopped) |" in table and "early training, not convergence" in table
+    assert (work / "results" / "study" / "best_valid_loss_vs_hours.png").is_file()
+    longest_source = max(len(line.split()) for line in (prepared / "bpe" / "test.en").read_text().splitlines()) + 1
+    for name in ("transformer_1layer", "node_fast_separated_euler"):  # at most 1.2 x source + 10 (+ EOS)
+        scored = [line for line in (work / name / "gen" / "test.txt").read_text().splitlines() if line.startswith("P-")]
+        assert scored and max(len(line.split("\t")[1].split()) for line in scored) <= int(1.2 * longest_source + 10) + 1
+        assert "'max_len_a': 1.2" in (work / name / "gen" / "generate.log").read_text()
+
+    logs = {name: (work / name / "train.log").stat().st_mtime for name in results}
+    again = study(prepared, work, "--minutes", "0.1", "--validate-every", "2", *experiments)
+    assert again.stdout.count("kept (finished earlier)") == 3
+    assert logs == {name: (work / name / "train.log").stat().st_mtime for name in results}
+
+    def translated_before_the_bound(result_file):
+        result = {key: value for key, value in json.loads(result_file.read_text()).items()
+                  if key != "translation_flags"}
+        result_file.write_text(json.dumps(result))
+        return result
+
+    euler = work / "node_fast_separated_euler" / "study_result.json"
+    before_bound = translated_before_the_bound(euler)
+    assert not (work / "stalling" / "checkpoints" / "checkpoint_best.pt").exists()  # nothing to translate again
+    translated_before_the_bound(work / "stalling" / "study_result.json")
+    bounded = study(prepared, work, "--minutes", "0.1", "--validate-every", "2", *experiments)
+    assert "node_fast_separated_euler: kept the training (finished earlier), translating again" in bounded.stdout
+    assert bounded.stdout.count("kept (finished earlier)") == 2
+    assert logs == {name: (work / name / "train.log").stat().st_mtime for name in results}
+    retranslated = json.loads(euler.read_text())
+    assert retranslated["translation_flags"] and retranslated["updates"] == before_bound["updates"]
+    assert retranslated["translation"]["test2016_flickr"]["tokenized_bleu"] >= 0
+
+    (work / "transformer_1layer" / "study_result.json").unlink()  # as if interrupted while translating
+    translated = study(prepared, work, "--minutes", "0.1", "--validate-every", "2", *experiments)
+    assert "transformer_1layer: trained earlier, translating" in translated.stdout
+    assert logs == {name: (work / name / "train.log").stat().st_mtime for name in results}
+
+    log = work / "transformer_1layer" / "train.log"
+    log.write_text(log.read_text().split("fairseq_cli.train | done training")[0])  # ... and while training
+    (work / "transformer_1layer" / "study_result.json").unlink()
+    resumed = study(prepared, work, "--minutes", "0.1", "--validate-every", "2", *experiments)
+    assert resumed.stdout.count("kept (finished earlier)") == 2 and "transformer_1layer: training" in resumed.stdout
+    assert (work / "transformer_1layer" / "train.log").read_text().count("| training on ") == 1  # from scratch
+
+
+def shrunken_schedule(path, **values):
+    """The converged schedule with some flags' values replaced ({"max_update": 8} for --max-update 8)."""
+    lines = (REPO / "configs" / "base" / "converged_schedule.args").read_text().splitlines()
+    for name, value in values.items():
+        flag = "--" + name.replace("_", "-")
+        assert any(line.startswith(flag + " ") for line in lines), flag
+        lines = [f"{flag} {value}" if line.startswith(flag + " ") else line for line in lines]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_converged_study_resumes_averages_and_records(prepared, tmp_path):
+    """The converged schedule shrunk to 8 updates of 512 tokens (validating and saving every 2, all within the
+    first epoch: fairseq writes no interval checkpoint at an epoch's end): trained, averaged, all three test
+    sets translated, a record and a table from it; cut while training, the run resumes from its
+    checkpoint_last.pt instead of starting again; a raised cap extends it, a lowered one starts it again."""
+    shrunk = dict(max_update=8, max_tokens=512, warmup_updates=4, validate_interval_updates=2,
+                  save_interval_updates=2, log_interval=2)
+    schedule = shrunken_schedule(tmp_path / "schedule.args", **shrunk)
+    work, out = tmp_path / "runs", tmp_path / "out"
+    command = ["--converged", "--schedule", schedule, "--average-last", "3", "--out", out, "transformer_1layer"]
+    study(prepared, work, *command)
+    run = work / "transformer_1layer"
+    checkpoints = interval_checkpoints(run / "checkpoints")
+    assert [int(path.stem.split("_")[-1]) for path in checkpoints] == [2, 4, 6, 8]
+    averaged = torch.load(run / "checkpoints" / "checkpoint_averaged.pt")  # safe loading, as fairseq-generate's
+    assert averaged["averaged_checkpoints"] == [path.name for path in checkpoints[-3:]]
+    assert "last_optimizer_state" not in averaged
+    record = json.loads((out / "records" / "transformer_1layer.json").read_text())
+    assert record["status"] == "update cap" and record["updates"] == 8
+    assert record["valid"]["updates"] == [2, 4, 6, 8] and record["final_model"] == "checkpoint_averaged.pt"
+    assert set(record["translation"]) == {"test2016_flickr", "test2017_flickr", "test2017_mscoco"}
+    assert "--max-update 8" in " ".join(record["flags"]) and "--dropout 0.3" in " ".join(record["flags"])
+    assert "| transformer_1layer | - | update cap | 8 |" in (out / "study.md").read_text()
+    assert (out / "figures" / "best_valid_loss_vs_updates.png").is_file()
+
+    # As if cut while training after update 4's checkpoint: its log without the end, its later checkpoints gone.
+    log = run / "train.log"
+    log.write_text(log.read_text().split("fairseq_cli.train | done training")[0])
+    shutil.copy(checkpoints[1], run / "checkpoints" / "checkpoint_last.pt")
+    for path in (*checkpoints[2:], run / "study_result.json", run / "checkpoints" / "checkpoint_averaged.pt"):
+        path.unlink()
+    resumed = study(prepared, work, *command)
+    assert "transformer_1layer: training (converged schedule)" in resumed.stdout
+    text = log.read_text()
+    assert text.count("| training on ") == 2 and "Loaded checkpoint" in text.split("| training on ")[2]
+    assert re.search(r"Loaded checkpoint \S+checkpoint_last.pt \(epoch \d+ @ 4 updates\)", text)  # not from scratch
+    assert json.loads((out / "records" / "transformer_1layer.json").read_text())["updates"] == 8
+
+    kept = study(prepared, work, *command)
+    assert "transformer_1layer: kept (finished earlier)" in kept.stdout
+    raised = study(prepared, work, *command, "--max-update", "10")  # goes on from update 8
+    assert "transformer_1layer: training (converged schedule)" in raised.stdout
+    text = log.read_text()
+    assert text.count("| training on ") == 3 and re.search(r"checkpoint_last.pt \(epoch \d+ @ 8 updates\)", text)
+    record = json.loads((out / "records" / "transformer_1layer.json").read_text())
+    assert record["updates"] == 10 and record["valid"]["updates"] == [2, 4, 6, 8, 10]
+    assert record["status"] == "update cap" and "--max-update 10" in " ".join(record["flags"])
+    lowered = study(prepared, work, *command, "--max-update", "4")  # past that cap already: starts again
+    assert "transformer_1layer: training" in lowered.stdout and log.read_text().count("| training on ") == 1
+    assert json.loads((out / "records" / "transformer_1layer.json").read_text())["updates"] == 4
+
+
+def test_study_refuses_a_second_runner_and_bad_arguments(prepared, tmp_path):
+    import fcntl
+
+    work = tmp_path / "study"
+    work.mkdir()
+    with open(work / ".study.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        proc = study(prepared, work, "--minutes", "0.1", "transformer_1layer", check=False)
+    assert proc.returncode == 2 and "another study runner" in proc.stderr
+    for args, message in ([("--minutes", "0"), "--minutes must be positive"],
+                          [("no_such_experiment",), "no config file"],
+                          [("--minutes", "1", "--converged"), "not allowed with argument"],
+                          [("--minutes", "1", "--max-update", "10"), "--max-update must be a positive number"]):
+        proc = study(prepared, work, *args, check=False)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    listed = script("study.sh", "--list").stdout
+    assert "ablations: node_full_tol1e-2_2019bug node_separated_aug1_2019bug" in listed
+    for names in [line.split(": ", 1)[1].split() for line in listed.splitlines()]:
+        assert all((REPO / "configs" / f"{name}.args").is_file() for name in names)

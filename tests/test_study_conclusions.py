@@ -1,0 +1,122 @@
+"""The 2019 conclusions decided from records by the rules stated in node_transformer/study_conclusions.py."""
+import pytest
+
+from node_transformer import study_conclusions as sc
+from node_transformer.study_record import Curves, StudyRecord
+
+
+def record(name, valid, seconds_per_update=1.0, nfe=None, skips=(), status="plateau", bleu=None, flags=()):
+    """A record with validation losses {update: loss} and NFE {key: {update: value}} logged every 50 updates."""
+    updates = sorted(valid)
+    best_at = min(updates, key=lambda u: valid[u])
+    nfe = nfe or {}
+    train_updates = sorted({u for values in nfe.values() for u in values})
+    return StudyRecord(
+        experiment=name, flags=list(flags), status=status, updates=max(updates), best_valid_loss=valid[best_at],
+        best_at_update=best_at, seconds_per_update=seconds_per_update, train_hours=1.0,
+        train=Curves(train_updates, {key: [values.get(u) for u in train_updates] for key, values in nfe.items()}),
+        valid=Curves(updates, {"loss": [valid[u] for u in updates]}), budget_skips=list(skips),
+        translation={"test2016_flickr": {"tokenized_bleu": bleu, "sacrebleu": bleu}} if bleu is not None else {})
+
+
+def rising(first, last, end=4000):
+    """NFE logged every 50 updates, flat at FIRST until half-way, then LAST."""
+    return {u: (first if u <= end // 2 else last) for u in range(50, end + 1, 50)}
+
+
+def curve(start, end=4000, slope=0.0005):
+    return {u: start - slope * u for u in range(200, end + 1, 200)}
+
+
+@pytest.fixture
+def records():
+    r = {
+        "transformer_1layer": record("transformer_1layer", curve(5.0), 0.6, bleu=38.0),
+        "node_separated_aug1": record("node_separated_aug1", curve(5.3), 2.0, bleu=33.0,
+                                      nfe={"nfe_dec_fwd": rising(14, 20)}),
+        "node_full_tol1e-2": record("node_full_tol1e-2", curve(5.6), 4.0, bleu=30.0,
+                                    nfe={"nfe_enc_fwd": rising(20, 20.4), "nfe_dec_fwd": rising(14, 18)}),
+        "node_fast_separated_euler": record("node_fast_separated_euler", curve(5.2), 0.6, bleu=35.0,
+                                            nfe={"nfe_dec_fwd": rising(1, 1)}),
+        "node_decoder_aug1": record("node_decoder_aug1", curve(5.32, 3000), 3.0, skips=[1200], status="update cap",
+                                    nfe={"nfe_dec_fwd": rising(14, 22, 3000)}),
+        "node_separated_aug1_timedep": record("node_separated_aug1_timedep", curve(5.0, 3000), 2.0),
+        "node_separated_aug1_weightdecay": record("node_separated_aug1_weightdecay", curve(5.4, 3000), 2.0,
+                                                  nfe={"nfe_dec_fwd": rising(14, 16, 3000)}),
+    }
+    return r
+
+
+def by_number(conclusions):
+    return {c.number: c for c in conclusions}
+
+
+def test_each_conclusion_is_decided_by_its_rule(records):
+    checked = by_number(sc.check(records))
+    assert checked["0"].verdict == sc.REPRODUCED and "BLEU 33.00" in checked["0"].evidence
+    assert checked["1"].verdict == sc.REPRODUCED  # the best NODE (Euler, 3.2) is 0.2 behind the 1-layer's 3.0
+    assert "best NODE run node_fast_separated_euler: 3.200" in checked["1"].evidence and "gap +0.200" in checked["1"].evidence
+    assert checked["2"].verdict == sc.REPRODUCED and "node_full_tol1e-2: 6.7x per update" in checked["2"].evidence
+    assert checked["3"].verdict == sc.REPRODUCED and "decoder 14.0 → 20.0 (+43%)" in checked["3"].evidence
+    assert checked["4"].verdict == sc.REPRODUCED and checked["4"].evidence == "enc 20.0 → 20.4 (+2%), dec 14.0 → 18.0 (+29%)"
+    assert checked["6"].verdict == sc.REPRODUCED and "1 batches over the step budget" in checked["6"].evidence
+    # separated: 2/3 of the cost, and at update 3000 its 3.8 against the full decoder's 3.82: level
+    assert checked["7"].verdict == sc.REPRODUCED and "0.67x the seconds per update" in checked["7"].evidence
+    assert checked["9"].verdict == sc.REFUTED  # time dependence 0.3 below its base at update 3000: it helped
+    assert "node_separated_aug1_timedep 3.500, node_separated_aug1 3.800" in checked["9"].evidence
+    # weight decay: NFE 16 against 20 (-20%) and 0.1 higher: both halves
+    assert checked["10"].verdict == sc.REPRODUCED and "decoder NFE there: 16.0 against 20.0" in checked["10"].evidence
+    for number in ("8", "tol", "bug"):
+        assert checked[number].verdict == sc.NOT_TESTABLE and "no record of" in checked[number].evidence
+
+
+def test_a_flat_decoder_or_a_rising_encoder_refutes_conclusion_4(records):
+    full = records["node_full_tol1e-2"]
+    full.train.values["nfe_enc_fwd"] = [v * (1.5 if u > 2000 else 1) for u, v in
+                                        zip(full.train.updates, full.train.values["nfe_enc_fwd"])]
+    assert by_number(sc.check(records))["4"].verdict == sc.REFUTED
+    records["node_separated_aug1"].best_valid_loss = records["transformer_1layer"].best_valid_loss - 0.3
+    assert by_number(sc.check(records))["1"].verdict == sc.REFUTED  # a NODE run ahead of the 1-layer
+
+
+def test_a_run_short_of_the_compared_update_leaves_it_undecided(records):
+    records["node_separated_aug1_timedep"] = record("node_separated_aug1_timedep", curve(5.0, 2000), 2.0)
+    nine = by_number(sc.check(records))["9"]
+    assert nine.verdict == sc.NOT_TESTABLE and "node_separated_aug1_timedep has no validation at update 3000" in nine.evidence
+
+
+def test_the_table_links_the_figures_of_decided_rows_only(records):
+    table = sc.markdown(sc.check(records))
+    assert "| 4 | The decoder's NFE rises, the encoder's stays flat | **reproduced** |" in table
+    assert "[nfe/nfe.png](figures/nfe/nfe.png)" in table
+    tol = next(line for line in table.splitlines() if line.startswith("| tol |"))
+    assert tol.endswith("| - |") and "**not testable yet**" in tol
+    assert set(sc.SECTIONS) >= {c.figure.split("/")[0] for c in sc.check(records) if c.figure}
+
+
+def test_the_converged_notebook_executes_from_records_alone(records, tmp_path):
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    from helpers import REPO
+    from node_transformer.study_record import write
+
+    for r in records.values():
+        write(r, tmp_path / "records")
+    notebook = nbformat.read(REPO / "notebooks" / "converged_study.ipynb", as_version=4)
+    os.environ.update(NODE_CONVERGED_RECORDS=str(tmp_path / "records"), NODE_CONVERGED_OUT=str(tmp_path / "figures"))
+    try:
+        NotebookClient(notebook, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    finally:
+        del os.environ["NODE_CONVERGED_RECORDS"], os.environ["NODE_CONVERGED_OUT"]
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    text = "".join(o.get("text", "") for o in outputs)
+    markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    assert "node_separated_aug1 (plateau, 4000 updates)" in text
+    assert "transformer_tiny has no translated record yet" in text and "skipping 'regularisers'" in text
+    assert "| 4 | The decoder's NFE rises, the encoder's stays flat | **reproduced** |" in markdown
+    assert (tmp_path / "figures" / "node_vs_1layer" / "best_valid_loss_vs_updates.png").stat().st_size > 0
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 9
