@@ -3,8 +3,10 @@ one results table (Markdown and JSON) and the figures.
 
     scripts/study.sh [--converged | --minutes 10] [--all-test-sets] [EXPERIMENT ...]
 
-An EXPERIMENT is a config name (configs/NAME.args) or path; by default every experiment of the study,
-its ablations, and the fast and regularised configs (see --list). Two budgets:
+An EXPERIMENT is a config name (configs/NAME.args) or path; by default, under --converged, the plan
+(CONVERGED_PLAN: the main comparisons to their plateau, the single-factor variants and ablations to 3000
+updates, the dearest to 2000), and under --minutes every experiment of the study, its ablations, and the
+fast and regularised configs (see --list). Two budgets:
 - --converged (the default): the study's one schedule, configs/base/converged_schedule.args, appended to
   each config's flags so that a config contributes only its architecture and --node-* flags. A run stops
   on its plateau (fairseq's --patience) or its update cap, never on wall time; interrupted, it resumes
@@ -55,7 +57,17 @@ GROUPS = {
     "fast": ["node_fast_rk4", "node_fast_separated_midpoint", "node_fast_separated_euler"],
     "regularised": ["demo", "demo_kinetic", "demo_jacobian", "demo_steer"],
 }
-DEFAULT_EXPERIMENTS = [name for names in GROUPS.values() for name in names]
+DEFAULT_EXPERIMENTS = [name for names in GROUPS.values() for name in names]  # --minutes' default
+# --converged's default: (update cap, experiments), None for the schedule's own cap. The plan of issue 20:
+# the main comparisons to their plateau; the ablations and single-factor variants against their base run at
+# equal updates; the dearest variants as far as a cap allows (marked "update cap": not converged).
+CONVERGED_PLAN = [
+    (None, ["transformer_tiny", "transformer_1layer", "node_separated_aug1", "node_fast_separated_euler",
+            "node_full_tol1e-2"]),
+    (3000, ["node_separated_aug1_2019bug", "node_separated_aug1_timedep", "node_separated_aug1_weightdecay",
+            "node_decoder_aug1", "demo", "demo_kinetic", "node_full_tol1e-2_2019bug"]),
+    (2000, ["node_full_tol1e-3", "node_full_aug1", "transformer_6layer"]),
+]
 SUBSETS = {"test": "test2016_flickr", "test1": "test2017_flickr", "test2": "test2017_mscoco"}
 RESULT_FILE = "study_result.json"
 RECORDS = "records"  # OUT/records/NAME.json: a converged run's StudyRecord, all that --report reads
@@ -104,6 +116,8 @@ def parse_args(argv=None):
     if args.list:
         for group, names in GROUPS.items():
             print(f"{group}: {' '.join(names)}")
+        for cap, names in CONVERGED_PLAN:
+            print(f"--converged, {f'--max-update {cap}' if cap else 'to the plateau'}: {' '.join(names)}")
         parser.exit(0)
     if args.minutes is not None and not args.minutes > 0:
         parser.error(f"--minutes must be positive, got {args.minutes:g}")
@@ -125,6 +139,10 @@ def parse_args(argv=None):
         parser.error("--max-update must be a positive number of updates, under --converged")
     from node_transformer.experiment_config import config_path
 
+    args.caps = {}  # experiment -> its update cap, where the plan gives one
+    if not args.experiments and args.converged and args.max_update is None:
+        args.experiments = [name for _, names in CONVERGED_PLAN for name in names]
+        args.caps = {name: cap for cap, names in CONVERGED_PLAN for name in names if cap}
     args.experiments = args.experiments or DEFAULT_EXPERIMENTS
     args.configs = [config_path(name) for name in args.experiments]
     missing = [str(path) for path in args.configs if not path.is_file()]
@@ -147,7 +165,8 @@ def training_flags(config, args):
     from node_transformer.experiment_config import flag_words, read_flag_groups, read_flags
 
     if args.converged:
-        cap = {CAP_FLAG: [str(args.max_update)]} if args.max_update else {}
+        updates = args.caps.get(config.stem, args.max_update)
+        cap = {CAP_FLAG: [str(updates)]} if updates else {}
         return flag_words({**read_flag_groups(config), **read_flag_groups(args.schedule), **cap})
     flags = read_flags(config) + ["--log-format", "simple", "--log-interval", "50"]
     every = str(args.validate_every)
@@ -421,7 +440,8 @@ def write_record(config, result, args):
     path = args.out / RECORDS / f"{config.stem}.json"
     if path.is_file():
         record = study_record.StudyRecord.from_json(path.read_text())
-        if record.fingerprint == result["fingerprint"] and record.translation == result["translation"]:
+        if (record.fingerprint, record.updates, record.translation) == (result["fingerprint"], result["updates"],
+                                                                        result["translation"]):
             return record
     sys.path.insert(0, str(REPO / "benchmarks"))
     from report import machine
@@ -433,6 +453,17 @@ def write_record(config, result, args):
         machine=machine(), fingerprint=result["fingerprint"])
     study_record.write(record, args.out / RECORDS)
     return record
+
+
+def recorded(out):
+    """Every record in OUT/records, in the plan's order and then by name: the report covers the whole study,
+    not only the experiments of the last call."""
+    from node_transformer.study_record import read_all
+
+    records = read_all(out / RECORDS)
+    order = [name for _, names in CONVERGED_PLAN for name in names]
+    return sorted(records.values(), key=lambda r: (order.index(r.experiment) if r.experiment in order else len(order),
+                                                   r.experiment))
 
 
 def write_converged_report(records, out):
@@ -450,8 +481,9 @@ def write_converged_report(records, out):
     table = Table(
         "study", "The study at convergence: one schedule, each run to its plateau or update cap, Multi30k EN-DE",
         *table_columns_and_rows(records),
-        note=f"Command: scripts/study.sh --converged {' '.join(r.experiment for r in records)}; rebuilt from "
-             f"{RECORDS}/ with scripts/study.sh --report. Schedule: configs/base/converged_schedule.args. Valid "
+        note="Command: scripts/study.sh --converged (the plan of scripts/study.sh --list; the records of every "
+             f"call); rebuilt from {RECORDS}/ with scripts/study.sh --report. Schedule: "
+             "configs/base/converged_schedule.args, capped at 3000 or 2000 updates where the plan says. Valid "
              "loss is fairseq's (label-smoothed cross-entropy, base 2); status says why a run stopped (plateau: "
              "fairseq's --patience; update cap: --max-update). s/update is the median over the logged "
              "intervals of fairseq's own updates per second, so the stretches a run spent suspended or beside "
@@ -525,10 +557,7 @@ def plot(args):
 def main(argv=None):
     args = parse_args(argv)
     if args.report:
-        from node_transformer.study_record import StudyRecord
-
-        write_converged_report([StudyRecord.from_json((args.out / RECORDS / f"{name}.json").read_text())
-                                for name in args.experiments], args.out)
+        write_converged_report([r for r in recorded(args.out) if r.experiment in set(args.experiments)], args.out)
         return 0
     subsets = list(SUBSETS) if args.all_test_sets or args.converged else ["test"]
     args.work.mkdir(parents=True, exist_ok=True)
@@ -540,8 +569,9 @@ def main(argv=None):
             return 2
         results = [run_experiment(config, args, subsets) for config in args.configs]
         if args.converged:
-            write_converged_report([write_record(config, result, args) for config, result in zip(args.configs, results)],
-                                   args.out)
+            for config, result in zip(args.configs, results):
+                write_record(config, result, args)
+            write_converged_report(recorded(args.out), args.out)
         else:
             write_results(results, args, subsets)
             plot(args)
