@@ -567,12 +567,13 @@ def main(argv=None):
         except BlockingIOError:
             print(f"study: another study runner is using {args.work}; wait for it to finish", file=sys.stderr)
             return 2
-        results = [run_experiment(config, args, subsets) for config in args.configs]
-        if args.converged:
-            for config, result in zip(args.configs, results):
-                write_record(config, result, args)
-            write_converged_report(recorded(args.out), args.out)
-        else:
+        results = []
+        for config in args.configs:
+            results.append(run_experiment(config, args, subsets))
+            if args.converged:  # each record as its run ends: a study of days leaves its results on the way
+                write_record(config, results[-1], args)
+                write_converged_report(recorded(args.out), args.out)
+        if not args.converged:
             write_results(results, args, subsets)
             plot(args)
     return 0
