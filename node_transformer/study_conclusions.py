@@ -194,14 +194,12 @@ def _tolerance(records, c):
 
 
 def _bug_share(records, c):
-    parts = []
-    for bugged, base in zip(c.experiments[::2], c.experiments[1::2]):
-        difference, evidence = _compare_at(records, bugged, base, EQUAL_UPDATES)
-        parts.append(evidence + (f" ({difference:+.3f})" if difference is not None else ""))
-    c.evidence = "; ".join(parts)
+    compared = [_compare_at(records, bugged, base, EQUAL_UPDATES)
+                for bugged, base in zip(c.experiments[::2], c.experiments[1::2])]
+    c.evidence = "; ".join(evidence + (f" ({difference:+.3f})" if difference is not None else "")
+                           for difference, evidence in compared)
     # the claim checked is "the bug costs quality": reproduced when every ablation is behind its base
-    differences = [_compare_at(records, b, base, EQUAL_UPDATES)[0]
-                   for b, base in zip(c.experiments[::2], c.experiments[1::2])]
+    differences = [difference for difference, _ in compared]
     if all(d is not None for d in differences):
         c.verdict = REPRODUCED if all(d > LEVEL for d in differences) else REFUTED
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .training_log import BUDGET_SKIPS_KEY, NFE_KEYS, REGULARISER_KEYS, read_training
+from .training_log import BUDGET_SKIPS_KEY, NFE_KEYS, REGULARISER_KEYS, best_point, read_training
 
 EARLY_STOP_LINE = "early stop since valid performance hasn't improved"
 TEST_SETS = ("test2016_flickr", "test2017_flickr", "test2017_mscoco")  # scripts/score.py's names
@@ -106,7 +106,7 @@ def record_from_log(experiment, flags, log_text, translation, stopped=None, fina
         training = {"updates": 0, "train_seconds": 0.0, "curve": [], "inner": [], "valid": []}
     inner = training["inner"]
     valid_rows = [dict(values, num_updates=u) for values, (_, u, _) in zip(training["valid"], training["curve"])]
-    best = min(training["curve"], key=lambda point: point[2]) if training["curve"] else None
+    best = best_point(training["curve"])
     return StudyRecord(
         experiment=experiment, flags=list(flags), status=status_of(log_text, stopped),
         updates=training["updates"], best_valid_loss=best[2] if best else None,
