@@ -258,8 +258,21 @@ CHECKS: List[tuple] = [
 ]
 
 
+def _numbers_missing(records, names):
+    """Why the records of NAMES cannot decide a row (a run stopped before it logged a validation, an NFE or
+    its speed), or None."""
+    for name in names:
+        r = records[name]
+        if r.best_valid_loss is None or not r.seconds_per_update:
+            return f"{name} logged no validation or speed yet"
+        node = any(flag in r.flags for flag in ("--node-encoder", "--node-decoder"))
+        if node and not r.train.column("nfe_dec_fwd")[0] and not r.train.column("nfe_enc_fwd")[0]:
+            return f"{name} logged no NFE yet"
+    return None
+
+
 def check(records: Dict[str, StudyRecord]) -> List[Conclusion]:
-    """Every conclusion, decided where its records exist."""
+    """Every conclusion, decided where its records exist and hold the numbers it reads."""
     checked = []
     for template, decide in CHECKS:
         conclusion = Conclusion(**vars(template))
@@ -267,6 +280,8 @@ def check(records: Dict[str, StudyRecord]) -> List[Conclusion]:
         missing = [name for name in conclusion.experiments if name not in records]
         if missing:
             conclusion.evidence = f"no record of {', '.join(missing)} yet"
+        elif (why := _numbers_missing(records, conclusion.experiments)) is not None:
+            conclusion.evidence = why
         else:
             decide(records, conclusion)
         checked.append(conclusion)

@@ -120,3 +120,11 @@ def test_the_converged_notebook_executes_from_records_alone(records, tmp_path):
     assert "| 4 | The decoder's NFE rises, the encoder's stays flat | **reproduced** |" in markdown
     assert (tmp_path / "figures" / "node_vs_1layer" / "best_valid_loss_vs_updates.png").stat().st_size > 0
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 9
+
+
+def test_a_record_without_the_numbers_a_row_reads_leaves_it_undecided(records):
+    records["node_full_tol1e-2"] = record("node_full_tol1e-2", curve(5.6), 4.0, flags=["--node-encoder"])  # no NFE
+    records["transformer_1layer"].seconds_per_update = None  # stopped before it logged a speed
+    checked = by_number(sc.check(records))
+    assert checked["4"].verdict == sc.NOT_TESTABLE and checked["4"].evidence == "node_full_tol1e-2 logged no NFE yet"
+    assert checked["2"].evidence == "transformer_1layer logged no validation or speed yet"
