@@ -1,4 +1,4 @@
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="node-transformer",
@@ -7,7 +7,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    packages=["odeint_ext", "node_transformer"],
+    # Every subpackage (the plugin's models/, modules/, tasks/): a wheel or a plain `pip install .` must hold
+    # what fairseq imports through --user-dir, not only the top-level __init__.py.
+    packages=find_packages(include=["odeint_ext", "odeint_ext.*", "node_transformer", "node_transformer.*"]),
     python_requires=">=3.8",
     install_requires=[
         "torch>=2.1",

@@ -19,7 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 DEFAULT_CONFIGS = ["transformer_1layer", "demo", "node_fast_rk4", "node_fast_separated_euler"]
-MODEL_FLAGS = {"--arch", "--encoder-layers", "--decoder-layers", "--activation-fn"}
+MODEL_FLAGS = {"--arch", "--encoder-layers", "--decoder-layers", "--activation-fn", "--encoder-normalize-before",
+               "--decoder-normalize-before"}
 # Not taken from --hparams: the runs stop on time, validate often enough to time their progress, and
 # save only what translation needs.
 RUN_FLAGS = ["--max-epoch", "0", "--max-update", "0", "--no-epoch-checkpoints", "--no-last-checkpoints",
@@ -106,16 +107,25 @@ def translate(run, data):
     return {"bleu": results["tokenized_bleu"], "sentences_per_second": speeds[0] if speeds else None}
 
 
-def row(name, result, reference):
-    from node_transformer.training_log import time_to_reach
+def equal_update(results, validate_every):
+    """The last regular validation (a multiple of --validate-every) that every run reached."""
+    reached = [max((updates for _, updates, _ in r["curve"] if updates % validate_every == 0), default=0)
+               for r in results.values()]
+    return min(reached) if reached and min(reached) > 0 else None
+
+
+def row(name, result, reference, at_update):
+    from node_transformer.training_log import loss_at_update, time_to_reach
 
     curve = result["curve"]
+    at_equal = loss_at_update(curve, at_update) if at_update else None
     best_s, best_updates, best_loss = min(curve, key=lambda point: point[2]) if curve else (None, None, None)
     reach = time_to_reach(reference["curve"], best_loss) if best_loss is not None else None
     nfe = ", ".join(f"{key[4:].replace('_', ' ')} {first:.0f}→{last:.0f}" for key, (first, last) in result["nfe"].items())
     speed = result["sentences_per_second"]
     return [name, result["updates"], f"{result['train_seconds'] / max(result['updates'], 1):.2f}", nfe or "-",
             f"{best_loss:.2f} (update {best_updates})" if best_loss is not None else "-",
+            f"{at_equal:.2f}" if at_equal is not None else "-",
             f"{reach / best_s:.2f}" if reach is not None and best_s else "not reached",
             f"{result['bleu']:.1f}", f"{speed:.1f}" if speed else "-",
             f"{speed / reference['sentences_per_second']:.2f}" if speed and reference["sentences_per_second"] else "-"]
@@ -143,13 +153,14 @@ def main(argv=None):
         print(f"  done in {(time.time() - started) / 60:.1f} min", flush=True)
     reference_name = configs[0].stem
     reference = results[reference_name]
+    at_update = equal_update(results, args.validate_every)
     table = Table(
         "equal_time", f"Equal time: {args.minutes:g} minutes of training each, Multi30k EN-DE, hyperparameters of "
                       f"{args.hparams.name}",
         ["config", "updates", "s/update", "NFE per solve (first→last logged)", "best valid loss",
-         f"{reference_name} time to that loss / this run's", "BLEU test2016 (tok, beam 5)", "sentences/s",
+         f"valid loss at update {at_update or '-'} (equal updates)", f"{reference_name} time to that loss / this run's", "BLEU test2016 (tok, beam 5)", "sentences/s",
          f"x {reference_name} speed"],
-        [row(name, result, reference) for name, result in results.items()],
+        [row(name, result, reference, at_update) for name, result in results.items()],
         note=f"Command: python benchmarks/equal_time.py --minutes {args.minutes:g} {' '.join(args.configs)}. "
              f"Valid loss is fairseq's (label-smoothed, base 2), validated every {args.validate_every} updates; "
              f"times count from the start of training, validation included. A time ratio below 1 means "

@@ -2,9 +2,10 @@
 argparse is generated from it (as fairseq's Transformer does from ``TransformerConfig``), and
 :meth:`NodeSettings.from_args` checks every value and every rule between values, once per model.
 
-Every message names the flag. A closed choice (``--node-method``, ``--node-gradient``) is also refused
-by argparse itself, before fairseq builds anything; :meth:`NodeSettings.from_args` checks it again for
-options that do not come from the command line (``--model-overrides``, a checkpoint's arguments).
+Every message names the flag. A closed choice (``--node-method``, ``--node-function``, ``--node-gradient``)
+is also refused by argparse itself, before fairseq builds anything; :meth:`NodeSettings.from_args` checks
+it again for options that do not come from the command line (``--model-overrides``, a checkpoint's
+arguments).
 """
 from dataclasses import dataclass, field, fields
 from typing import Optional, Tuple
@@ -17,6 +18,9 @@ from odeint_ext import ADAPTIVE_METHODS, FIXED_GRID_METHODS, METHODS, checks
 # scipy_solver runs outside torch (no adjoint parameters, no step callbacks): not for ODE blocks.
 SUPPORTED_METHODS = tuple(m for m in METHODS if m != "scipy_solver")
 GRADIENT_MODES = ("adjoint", "backprop")
+# chain: the 2019 f, sub-layers chained with no residual between them. layer: one pre-norm layer's whole
+# update (each sub-layer added to the running state), so that one Euler step of size 1 is that layer.
+FUNCTIONS = ("chain", "layer")
 
 
 def node_field(default, help):
@@ -49,6 +53,12 @@ class NodeConfig(FairseqDataclass):
     )
     node_time_dependent: bool = node_field(
         False, "the ODE function also sees t, as one extra input channel per attention head"
+    )
+    node_function: ChoiceEnum(FUNCTIONS) = node_field(
+        "chain", "the ODE function f(t, h): 'chain' (the 2019 f: FFN(LN(CrossAttn(LN(SelfAttn(LN(h)))))), the "
+                 "sub-layers chained without residuals) or 'layer' (the whole update of one pre-norm Transformer "
+                 "layer, each sub-layer added to the running state: one Euler step of size 1 over [0, 1] is that "
+                 "layer, k steps a k-layer stack with shared weights and updates scaled by 1/k)"
     )
     node_separated_decoder: bool = node_field(
         False, "with --node-decoder: keep decoder self-attention a classic residual layer; only "
@@ -169,6 +179,7 @@ class NodeSettings:
     jacobian_reg: Optional[float] = None
     steer: float = 0.0
     detach_encoder: bool = False
+    function: str = "chain"
 
     @classmethod
     def from_args(cls, args) -> "NodeSettings":
@@ -182,6 +193,8 @@ class NodeSettings:
         _check_step_size(args, ts)
         checks.check_integer(args.node_max_num_steps, "--node-max-num-steps", minimum=1)
         checks.check_integer(args.node_augment_dims, "--node-augment-dims", minimum=0)
+        if args.node_function not in FUNCTIONS:
+            raise ValueError(f"--node-function must be one of {', '.join(FUNCTIONS)}, got {args.node_function!r}")
         if args.node_separated_decoder and not args.node_decoder:
             raise ValueError("--node-separated-decoder needs --node-decoder")
         if args.node_gradient not in GRADIENT_MODES:
@@ -206,6 +219,7 @@ class NodeSettings:
             jacobian_reg=None if args.node_jacobian_reg is None else float(args.node_jacobian_reg),
             steer=float(args.node_steer),
             detach_encoder=bool(args.node_detach_encoder),
+            function=str(args.node_function),
         )
 
     @property

@@ -1,4 +1,5 @@
-"""The 2019 study's conclusions, each checked against the converged study's records.
+"""The 2019 study's conclusions, each checked against the converged study's records, and this project's
+target for the layer function (``--node-function layer``).
 
 Every row states the 2019 claim, the experiments that test it, the rule that decides it and the numbers
 the records give; its verdict is "reproduced", "refuted" or "not testable yet" (an experiment it needs has
@@ -22,6 +23,9 @@ EQUAL_UPDATES = 3000  # where the "against their base run" experiments are compa
 CAPPED_UPDATES = 2000  # where the capped experiments are compared
 
 REPRODUCED, REFUTED, NOT_TESTABLE = "reproduced", "refuted", "not testable yet"
+# The layer-function NODE decoder trained to its plateau: the best config of the equal-time measurements
+# (benchmarks/results/layer_function/), against the classic 1+1 and 4+4.
+LAYER_EXPERIMENT = "node_layer_euler_t2"
 
 # The comparisons of the converged study: figures/SECTION/*.png of the experiments named (those with records).
 SECTIONS: Dict[str, List[str]] = {
@@ -37,13 +41,14 @@ SECTIONS: Dict[str, List[str]] = {
     "weight_decay": ["node_separated_aug1", "node_separated_aug1_weightdecay"],
     "fixed_grid": ["transformer_1layer", "node_fast_separated_euler", "node_separated_aug1"],
     "regularisers": ["demo", "demo_kinetic"],
+    "layer_function": ["transformer_1layer", "transformer_1layer_prenorm_dec", LAYER_EXPERIMENT, "transformer_tiny"],
 }
 
 
 @dataclass
 class Conclusion:
     number: str  # the study's numbering (0-10, "tol")
-    claim: str  # the 2019 conclusion
+    claim: str  # the 2019 conclusion (or this project's claim, where the row says so)
     experiments: List[str]  # the records it needs
     rule: str  # what decides it, stated before the numbers
     verdict: str = NOT_TESTABLE
@@ -204,6 +209,15 @@ def _bug_share(records, c):
         c.verdict = REPRODUCED if all(d > LEVEL for d in differences) else REFUTED
 
 
+def _layer_reaches_1layer(records, c):
+    layer, one, tiny = (records[n] for n in c.experiments)
+    gap, gap_tiny = layer.best_valid_loss - one.best_valid_loss, layer.best_valid_loss - tiny.best_valid_loss
+    c.evidence = (f"{layer.experiment}: best valid loss {layer.best_valid_loss:.3f} at update {layer.best_at_update} "
+                  f"({_bleu_text(layer)}); transformer_1layer {one.best_valid_loss:.3f} ({gap:+.3f}); "
+                  f"transformer_tiny {tiny.best_valid_loss:.3f} ({gap_tiny:+.3f})")
+    c.verdict = REPRODUCED if gap <= 0 else REFUTED
+
+
 CHECKS: List[tuple] = [
     (Conclusion("0", "The NODE-Transformer learns to translate",
                 ["node_separated_aug1", "node_full_tol1e-2"],
@@ -255,6 +269,12 @@ CHECKS: List[tuple] = [
                 ["node_separated_aug1_2019bug", "node_separated_aug1", "node_full_tol1e-2_2019bug", "node_full_tol1e-2"],
                 f"reproduced (the bug cost quality) if each ablation is more than {LEVEL} behind its base at update "
                 f"{EQUAL_UPDATES}", figure="gradient_bug/best_valid_loss_vs_updates.png"), _bug_share),
+    (Conclusion("layer", "This project's target, not a 2019 claim: a layer-function NODE decoder with one layer's "
+                         "parameters reaches the classic 1+1",
+                [LAYER_EXPERIMENT, "transformer_1layer", "transformer_tiny"],
+                "reproduced if its best valid loss at its plateau is at or below transformer_1layer's (the gap to the "
+                "4+4 transformer_tiny is shown)", figure="layer_function/best_valid_loss_vs_updates.png"),
+     _layer_reaches_1layer),
 ]
 
 
@@ -289,7 +309,7 @@ def check(records: Dict[str, StudyRecord]) -> List[Conclusion]:
 
 
 def markdown(conclusions: List[Conclusion], figures: str = "figures") -> str:
-    lines = ["| # | 2019 conclusion | verdict | evidence | decided by | figure |", "|---|---|---|---|---|---|"]
+    lines = ["| # | conclusion (2019's, unless the row says otherwise) | verdict | evidence | decided by | figure |", "|---|---|---|---|---|---|"]
     for c in conclusions:
         figure = f"[{c.figure}]({figures}/{c.figure})" if c.figure and c.verdict != NOT_TESTABLE else "-"
         lines.append(f"| {c.number} | {c.claim} | **{c.verdict}** | {c.evidence} | {c.rule} | {figure} |")

@@ -10,6 +10,7 @@ import torchdiffeq
 SUPPORTED_TORCHDIFFEQ = "torchdiffeq>=0.2.5,<0.3"  # keep in step with setup.py
 
 try:
+    from torchdiffeq._impl.misc import _all_adjoint_callback_names, _all_callback_names
     from torchdiffeq._impl.odeint import SOLVERS
     from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver
 except ImportError as error:
@@ -21,3 +22,11 @@ except ImportError as error:
 
 METHODS = tuple(sorted(SOLVERS))
 ADAPTIVE_METHODS = tuple(m for m in METHODS if issubclass(SOLVERS[m], RKAdaptiveStepsizeODESolver))
+# The step callbacks torchdiffeq calls when a function defines them, and their adjoint-solve twins.
+CALLBACK_NAMES = tuple(_all_callback_names)
+ADJOINT_CALLBACK_NAMES = tuple(_all_adjoint_callback_names)
+
+
+def valid_callbacks(method):
+    """The callbacks the solver of METHOD calls (torchdiffeq warns about the others)."""
+    return frozenset(SOLVERS[method].valid_callbacks())

@@ -22,6 +22,11 @@ def check_method(method, name="method", choices=None):
 
 
 def check_tolerance(value, name):
+    """A positive number or tensor; for a tuple state also a tuple of them, one per component."""
+    if isinstance(value, tuple):
+        for i, component in enumerate(value):
+            check_tolerance(component, f"{name}[{i}]")
+        return
     if isinstance(value, torch.Tensor):
         if value.numel() == 0 or not bool((value > 0).all()):
             raise ValueError(f"{name} must be positive, got {value}")
@@ -36,18 +41,36 @@ def check_times(t):
         raise ValueError(f"t must be 1-D, got shape {tuple(t.shape)}")
     if not t.is_floating_point():
         raise TypeError(f"t must be a floating tensor, got dtype {t.dtype}")
-    if len(t) < 2:
-        raise ValueError(f"t must hold at least two times (start and end), got {len(t)}")
+    if len(t) < 1:
+        raise ValueError("t must hold at least one time")
     steps = t[1:] - t[:-1]
     if not (bool((steps > 0).all()) or bool((steps < 0).all())):
         raise ValueError(f"t must be strictly increasing or strictly decreasing, got {t.tolist()}")
 
 
 def check_state(y0):
-    if not isinstance(y0, torch.Tensor):
-        raise TypeError(f"y0 must be a torch.Tensor, got {type(y0).__name__}")
-    if not y0.is_floating_point():
-        raise TypeError(f"y0 must be a floating tensor, got dtype {y0.dtype}")
+    """A floating tensor, or a non-empty tuple of them (torchdiffeq's tuple state)."""
+    if isinstance(y0, tuple):
+        if not y0:
+            raise ValueError("y0 must be a tensor or a non-empty tuple of tensors, got an empty tuple")
+        for i, component in enumerate(y0):
+            _check_state_tensor(component, f"y0[{i}]")
+        return
+    _check_state_tensor(y0, "y0")
+
+
+def _check_state_tensor(y, name):
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor (y0: a tensor or a tuple of tensors), got {type(y).__name__}")
+    if not y.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got dtype {y.dtype}")
+
+
+def check_event(event_fn, t0):
+    if not callable(event_fn):
+        raise TypeError(f"event_fn must be callable as event_fn(t, y), got {type(event_fn).__name__}")
+    if not isinstance(t0, torch.Tensor) or not t0.is_floating_point() or t0.numel() != 1:
+        raise TypeError(f"t0 must be a floating torch.Tensor holding one time, got {t0!r}")
 
 
 def check_func(func, adjoint):

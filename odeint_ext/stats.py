@@ -8,8 +8,9 @@ class SolveStats:
 
     ``nfe_forward``/``steps_forward`` grow while a forward solve runs; ``nfe_backward``/``steps_backward``
     grow while the adjoint solve runs inside ``loss.backward()`` (they stay 0 with ``adjoint=False``,
-    where backpropagation replays the recorded graph without calling the function). ``solves`` counts
-    forward solves, so ``nfe_forward / solves`` is the mean NFE per solve.
+    where backpropagation replays the recorded graph without calling the function; a differentiated event
+    time, ``odeint_event_ext``, adds the one evaluation of f at the event its gradient needs). ``solves``
+    counts forward solves, so ``nfe_forward / solves`` is the mean NFE per solve.
     """
 
     nfe_forward: int = 0

@@ -62,10 +62,10 @@ DEFAULT_EXPERIMENTS = [name for names in GROUPS.values() for name in names]  # -
 # the main comparisons to their plateau; the ablations and single-factor variants against their base run at
 # equal updates; the dearest variants as far as a cap allows (marked "update cap": not converged).
 CONVERGED_PLAN = [
-    (None, ["transformer_tiny", "transformer_1layer", "node_separated_aug1", "node_fast_separated_euler",
-            "node_full_tol1e-2"]),
-    (3000, ["node_separated_aug1_2019bug", "node_separated_aug1_timedep", "node_separated_aug1_weightdecay",
-            "node_decoder_aug1", "demo", "demo_kinetic", "node_full_tol1e-2_2019bug"]),
+    (None, ["transformer_tiny", "transformer_1layer", "node_layer_euler_t2", "node_separated_aug1",
+            "node_fast_separated_euler", "node_full_tol1e-2"]),
+    (3000, ["transformer_1layer_prenorm_dec", "node_separated_aug1_2019bug", "node_separated_aug1_timedep",
+            "node_separated_aug1_weightdecay", "node_decoder_aug1", "demo", "demo_kinetic", "node_full_tol1e-2_2019bug"]),
     (2000, ["node_full_tol1e-3", "node_full_aug1", "transformer_6layer"]),
 ]
 SUBSETS = {"test": "test2016_flickr", "test1": "test2017_flickr", "test2": "test2017_mscoco"}
@@ -502,7 +502,7 @@ def write_converged_report(records, out):
         print(path)
     conclusions = study_conclusions.markdown(study_conclusions.check(by_name), FIGURES)
     (out / "conclusions.md").write_text(
-        "### The 2019 conclusions, checked against the converged study's records\n\n" + conclusions +
+        "### The conclusions, checked against the converged study's records\n\n" + conclusions +
         f"\nRules: node_transformer/study_conclusions.py. Rebuilt with scripts/study.sh --report.\n")
     print(conclusions)
 

@@ -12,6 +12,10 @@ VARIANTS = {
     "decoder_time_dependent": ["--node-decoder", "--encoder-layers", "1", "--node-time-dependent"],
     "separated_augmented": ["--node-decoder", "--node-separated-decoder", "--node-augment-dims", "1",
                             "--encoder-layers", "1"],
+    "layer_both_augmented_time_dependent": ["--node-function", "layer", "--node-encoder", "--node-decoder",
+                                            "--node-augment-dims", "1", "--node-time-dependent"],
+    "layer_separated": ["--node-function", "layer", "--node-decoder", "--node-separated-decoder",
+                        "--encoder-layers", "1"],
 }
 
 
@@ -36,6 +40,7 @@ def _seed():
         (["--node-encoder", "--node-max-num-steps", "0"], "--node-max-num-steps"),
         (["--node-separated-decoder"], "--node-separated-decoder"),
         (["--node-decoder", "--node-gradient", "sideways"], "--node-gradient"),
+        (["--node-decoder", "--node-function", "residual"], "--node-function"),
         (["--node-decoder", "--node-kinetic-reg=-0.1"], "--node-kinetic-reg"),
         (["--node-decoder", "--node-jacobian-reg=-1"], "--node-jacobian-reg"),
         (["--node-decoder", "--node-steer=-0.1"], "--node-steer"),
@@ -62,6 +67,7 @@ def test_bad_option_fails_at_build_naming_the_flag(reverse_data, capsys, flags, 
     [
         ({"node_method": "dopri4"}, "--node-method"),
         ({"node_gradient": "sideways"}, "--node-gradient"),
+        ({"node_function": "residual"}, "--node-function"),
         ({"node_augment_dims": 1.5}, "--node-augment-dims"),
         ({"node_step_size": 0.1}, "--node-step-size"),
         ({"node_kinetic_reg": float("nan")}, "--node-kinetic-reg"),

@@ -17,6 +17,8 @@ VARIANTS = {
                                       "--node-time-dependent"],
     "separated_augmented": ["--node-decoder", "--node-separated-decoder", "--node-augment-dims", "1",
                             "--encoder-layers", "1"],
+    "layer_both_augmented_time_dependent": ["--node-function", "layer", "--node-encoder", "--node-decoder",
+                                            "--node-augment-dims", "1", "--node-time-dependent"],
 }
 
 

@@ -128,3 +128,32 @@ def test_a_record_without_the_numbers_a_row_reads_leaves_it_undecided(records):
     checked = by_number(sc.check(records))
     assert checked["4"].verdict == sc.NOT_TESTABLE and checked["4"].evidence == "node_full_tol1e-2 logged no NFE yet"
     assert checked["2"].evidence == "transformer_1layer logged no validation or speed yet"
+
+
+def test_every_experiment_a_conclusion_or_section_reads_is_in_the_plan_and_has_a_config():
+    import importlib.util
+
+    from helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("study", REPO / "scripts" / "study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    planned = {name for _, names in study.CONVERGED_PLAN for name in names}
+    read = {name for template, _ in sc.CHECKS for name in template.experiments}
+    read |= {name for names in sc.SECTIONS.values() for name in names}
+    assert read <= planned, read - planned
+    assert all((REPO / "configs" / f"{name}.args").is_file() for name in planned)
+    plateau = next(names for cap, names in study.CONVERGED_PLAN if cap is None)
+    assert sc.LAYER_EXPERIMENT in plateau  # the layer function's row is decided at its plateau
+
+
+def test_the_layer_row_compares_with_the_classic_1_layer(records):
+    records[sc.LAYER_EXPERIMENT] = record(sc.LAYER_EXPERIMENT, curve(4.95), 0.6, bleu=38.5,
+                                          nfe={"nfe_dec_fwd": rising(2, 2)}, flags=["--node-decoder"])
+    records["transformer_tiny"] = record("transformer_tiny", curve(4.2), 1.5, bleu=40.6)
+    row = by_number(sc.check(records))["layer"]
+    # best losses at update 4000: layer 2.95, 1-layer 3.0, tiny 2.2
+    assert row.verdict == sc.REPRODUCED and "transformer_1layer 3.000 (-0.050)" in row.evidence
+    assert "transformer_tiny 2.200 (+0.750)" in row.evidence
+    records[sc.LAYER_EXPERIMENT].best_valid_loss = 3.01
+    assert by_number(sc.check(records))["layer"].verdict == sc.REFUTED

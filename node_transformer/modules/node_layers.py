@@ -27,7 +27,7 @@ def _ode_block(args, settings, side, *, self_attention, cross_attention):
     func = ODEFunction(
         embed_dim + settings.augment_dims * heads, heads, getattr(args, f"{side}_ffn_embed_dim"),
         self_attention=self_attention, cross_attention=cross_attention, encoder_dim=args.encoder_embed_dim,
-        time_dependent=settings.time_dependent, activation_fn=args.activation_fn,
+        time_dependent=settings.time_dependent, activation_fn=args.activation_fn, function=settings.function,
     )
     return ODEBlock(func, settings, embed_dim, args.dropout, args.activation_dropout, name=side)
 
@@ -46,7 +46,7 @@ class NODELayer(nn.Module):
 
 
 class NODEEncoderLayer(NODELayer):
-    """The whole encoder stack: dh/dt = FFN(SelfAttn(h)) with the source padding mask."""
+    """The whole encoder stack: dh/dt from SelfAttn and FFN (ode_function.py) with the source padding mask."""
 
     def __init__(self, args, settings):
         super().__init__(_ode_block(args, settings, "encoder", self_attention=True, cross_attention=False))
@@ -58,7 +58,7 @@ class NODEEncoderLayer(NODELayer):
 
 @with_incremental_state
 class NODEDecoderLayer(NODELayer):
-    """The whole decoder stack: dh/dt = FFN(CrossAttn(CausalSelfAttn(h), encoder_out)).
+    """The whole decoder stack: dh/dt from CausalSelfAttn, CrossAttn(encoder_out) and FFN (ode_function.py).
 
     With ``incremental_state`` (generation on a fixed grid, see incremental.py) ``x`` is the newest
     position alone, and each evaluation's self-attention extends that evaluation's cache."""

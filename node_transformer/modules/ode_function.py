@@ -1,4 +1,10 @@
-"""f(t, h): a Transformer layer's sub-layers chained WITHOUT residual additions (the ODE is the residual)."""
+"""f(t, h): a Transformer layer's sub-layers as an ODE function, in one of two forms (``--node-function``).
+
+- chain (the 2019 f): the sub-layers chained WITHOUT residual additions; the ODE is the only residual.
+- layer: the whole update of one pre-norm layer, each sub-layer added to the running state as in
+  fairseq's TransformerEncoderLayer/TransformerDecoderLayer with ``normalize_before``; f is the layer's
+  output minus its input, so one Euler step of size 1 is that layer.
+"""
 from typing import NamedTuple, Optional
 
 import torch
@@ -8,6 +14,7 @@ from fairseq.modules import LayerNorm, MultiheadAttention
 from torch import nn
 from torch.nn import functional as F
 
+from ..options import FUNCTIONS
 from .incremental import EvaluationCaches
 
 
@@ -40,12 +47,21 @@ def _drop(x, mask):
     return x if mask is None else x * mask
 
 
+def _with_time(x, time):
+    return x if time is None else torch.cat([x, time], dim=-1)
+
+
 class ODEFunction(nn.Module):
-    """dh/dt = FFN(LN(CrossAttn(LN(SelfAttn(LN(h)))))) with the sub-layers this block has.
+    """dh/dt from the sub-layers this block has (self-attention, cross-attention, feed-forward), each
+    behind its own layer norm: with ``function="chain"`` FFN(LN(CrossAttn(LN(SelfAttn(LN(h)))))); with
+    ``function="layer"`` u = SelfAttn(LN(h)), u = u + CrossAttn(LN(h + u)), f = u + FFN(LN(h + u)): the
+    layer's output minus its input.
 
     The state h (T x B x width) is the embedding, ANODE-augmented by zero channels. With
     ``time_dependent`` the sub-layers see ``heads`` more channels holding t (one per head, so the
-    attention width stays divisible by the heads); the feed-forward output is ``width`` wide again.
+    attention width stays divisible by the heads); the feed-forward output is ``width`` wide again. The
+    layer function adds each sub-layer's first ``width`` output channels to its update and gives the
+    next sub-layer h + update with t's channels again: t is an input of every sub-layer, not state.
 
     f is deterministic within a solve: dropout uses masks drawn once per solve
     (:meth:`sample_dropout_masks`) and passed in as an argument, the same in the forward and the adjoint
@@ -53,8 +69,11 @@ class ODEFunction(nn.Module):
     """
 
     def __init__(self, width, heads, ffn_dim, *, self_attention, cross_attention, encoder_dim=None,
-                 time_dependent=False, activation_fn="relu"):
+                 time_dependent=False, activation_fn="relu", function="chain"):
         super().__init__()
+        if function not in FUNCTIONS:
+            raise ValueError(f"function must be one of {', '.join(FUNCTIONS)} (--node-function), got {function!r}")
+        self.function = function
         self.width = width
         self.heads = heads
         self.time_dependent = time_dependent
@@ -118,23 +137,33 @@ class ODEFunction(nn.Module):
         out = F.scaled_dot_product_attention(query, context.memory_keys, context.memory_values, attn_mask=attend)
         return attention.out_proj(out.permute(2, 0, 1, 3).reshape(length, batch, -1))
 
+    def _next_input(self, h, sublayer_out, update, time):
+        """The next sub-layer's input and the update so far: chain feeds a sub-layer's output on as it is;
+        layer adds it to the update (its first ``width`` channels: t's are inputs, not state) and feeds on
+        h + update, with t's channels again."""
+        if self.function == "chain":
+            return sublayer_out, update
+        update = sublayer_out[..., : self.width] if update is None else update + sublayer_out[..., : self.width]
+        return _with_time(h + update, time), update
+
     def forward(self, t, h, context: SolveContext = SolveContext(), dropout: DropoutMasks = DropoutMasks()):
-        x = h
-        if self.time_dependent:
-            x = torch.cat([x, t.to(x).expand(*x.shape[:-1], self.heads)], dim=-1)
+        time = t.to(h).expand(*h.shape[:-1], self.heads) if self.time_dependent else None  # T x B x heads
+        x, update = _with_time(h, time), None  # x: T x B x inner_width, the next sub-layer's input
         if self.self_attn is not None:
             q = self.self_attn_layer_norm(x)
             caches = context.self_attn_caches
-            x, _ = self.self_attn(q, q, q, key_padding_mask=context.self_attn_padding_mask,
-                                  attn_mask=context.self_attn_mask, need_weights=False,
-                                  incremental_state=None if caches is None else caches.next_state())
-            x = _drop(x, dropout.self_attn)
+            attended, _ = self.self_attn(q, q, q, key_padding_mask=context.self_attn_padding_mask,
+                                         attn_mask=context.self_attn_mask, need_weights=False,
+                                         incremental_state=None if caches is None else caches.next_state())
+            x, update = self._next_input(h, _drop(attended, dropout.self_attn), update, time)
         if self.encoder_attn is not None:
             if context.memory_keys is None:
                 context = self.project_memory(context)
-            x = self._cross_attention(self.encoder_attn_layer_norm(x), context)
-            x = _drop(x, dropout.cross_attn)
-        x = _drop(self.activation_fn(self.fc1(self.final_layer_norm(x))), dropout.ffn_hidden)
-        x = _drop(self.fc2(x), dropout.ffn_out)
+            attended = self._cross_attention(self.encoder_attn_layer_norm(x), context)
+            x, update = self._next_input(h, _drop(attended, dropout.cross_attn), update, time)
+        hidden = _drop(self.activation_fn(self.fc1(self.final_layer_norm(x))), dropout.ffn_hidden)
+        dh = _drop(self.fc2(hidden), dropout.ffn_out)  # T x B x width
+        if update is not None:
+            dh = update + dh  # layer: the layer's output minus its input, summed without forming h + ... - h
         # Padding positions do not move, so they never change the real positions' result.
-        return x if context.keep is None else x * context.keep
+        return dh if context.keep is None else dh * context.keep
