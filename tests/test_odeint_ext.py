@@ -352,6 +352,7 @@ def test_non_finite_state_is_reported():
         (dict(t=torch.tensor([0.0, 1.0, 0.5], dtype=torch.float64)), "t must be strictly"),
         (dict(t=torch.tensor([[0.0, 1.0]], dtype=torch.float64)), "t must be 1-D"),
         (dict(t=torch.tensor([0.0, 0.0], dtype=torch.float64)), "t must be strictly"),
+        (dict(t=torch.tensor([], dtype=torch.float64)), "t must hold at least one time"),
         (dict(rtol=0.0), "rtol"),
         (dict(atol=-1e-3), "atol"),
         (dict(method="dopri4"), "method='dopri4'"),
