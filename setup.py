@@ -8,8 +8,10 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     # Every subpackage (the plugin's models/, modules/, tasks/): a wheel or a plain `pip install .` must hold
-    # what fairseq imports through --user-dir, not only the top-level __init__.py.
-    packages=find_packages(include=["odeint_ext", "odeint_ext.*", "node_transformer", "node_transformer.*"]),
+    # what fairseq imports through --user-dir, not only the top-level __init__.py. node_experiments is the
+    # tooling (run directories, the runner, logs, records, figures), which fairseq never imports.
+    packages=find_packages(include=["odeint_ext", "odeint_ext.*", "node_transformer", "node_transformer.*",
+                                    "node_experiments", "node_experiments.*"]),
     python_requires=">=3.8",
     install_requires=[
         "torch>=2.1",

@@ -10,9 +10,10 @@ import logging
 import sys
 from pathlib import Path
 
+from node_experiments.run_dir import default_data
+
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS = ["overhead", "solver_share", "seminorm", "update_cost", "generation", "gradient_modes"]
-MULTI30K = Path(__file__).resolve().parents[1] / "data" / "multi30k_en_de" / "bin"
 ON_SYNTHETIC_DATA = {"seminorm", "update_cost", "generation", "gradient_modes"}
 
 
@@ -24,8 +25,8 @@ def parse_args(argv=None):
                                                  "benchmarks/results/quick with --quick)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/node-transformer-bench"),
                         help="where the synthetic benchmark data is kept")
-    parser.add_argument("--multi30k", type=Path, default=MULTI30K,
-                        help="binarised Multi30k for gradient_modes (default data/multi30k_en_de/bin); "
+    parser.add_argument("--multi30k", type=Path, default=default_data(),
+                        help="binarised Multi30k for gradient_modes (default $DATA or data/multi30k_en_de/bin); "
                              "without it, and with --quick, the synthetic data")
     args = parser.parse_args(argv)
     if args.out is None:
@@ -64,7 +65,7 @@ def run_benchmarks(only, quick, work, multi30k):
 def main(argv=None):
     args = parse_args(argv)
     logging.disable(logging.WARNING)
-    from report import publish
+    from node_experiments.report import publish
 
     for table in run_benchmarks(set(args.only or BENCHMARKS), args.quick, args.work, args.multi30k):
         publish(table, args.out)

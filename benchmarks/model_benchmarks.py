@@ -8,9 +8,9 @@ from pathlib import Path
 
 from fairseq.sequence_generator import SequenceGenerator
 
-from node_transformer.experiment_config import read_flag_groups
-from node_transformer.synthetic import build, first_batch, preprocess, write_reverse_corpus
-from report import Table, timed
+from node_experiments.experiment_config import read_flag_groups
+from node_experiments.synthetic import build, first_batch, preprocess, write_reverse_corpus
+from node_experiments.report import Table, timed
 from solver_benchmarks import SEMINORM_HEADER, block_seminorm_rows, seminorm_row
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

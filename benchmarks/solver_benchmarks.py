@@ -9,7 +9,7 @@ from torchdiffeq import odeint_adjoint
 
 from block_problem import decoder_block_problem
 from odeint_ext import SolveStats, odeint_ext
-from report import Table, timed
+from node_experiments.report import Table, timed
 
 SEMINORM_HEADER = ["solve, tolerance", "bwd NFE", "bwd NFE seminorm", "NFE ratio", "s/update", "s/update seminorm",
                    "time ratio"]

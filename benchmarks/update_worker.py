@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from node_transformer.synthetic import build, first_batch, summed_nll
+from node_experiments.synthetic import build, first_batch, summed_nll
 
 
 def measure_updates(data, flags, batch_size, repeats):

@@ -9,11 +9,8 @@ own (node_transformer/text.py, with the run's recorded BPE codes and dictionarie
 with capitals and punctuation reaches the model as the training sentences did, and the German comes
 back detokenised. ``scripts/translate.sh`` is this, on the command line.
 """
-import argparse
 import json
 import logging
-import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -22,14 +19,13 @@ from fairseq import checkpoint_utils
 from fairseq.data import data_utils
 from fairseq.hub_utils import GeneratorHubInterface
 
+from node_experiments.length_bound import MAX_LEN_A, MAX_LEN_B
+from node_experiments.run_dir import LANGUAGES, RunDir
+
 from . import nfe
-from .length_bound import MAX_LEN_A, MAX_LEN_B
 from .text import RECIPE_VERSION, Preparation
 
 logger = logging.getLogger(__name__)
-
-RUN_DATA = "data"  # RUN/data: what scripts/train.sh records of the data a run was trained on
-LANGUAGES = "languages.json"  # fairseq infers the pair from the binarised files, which the run does not keep
 
 
 class TranslationInputError(ValueError):
@@ -80,7 +76,7 @@ class NODETranslator(GeneratorHubInterface):
     def translate_with_details(self, sentences: List[str], beam: int = 5, max_len_a: float = MAX_LEN_A,
                                max_len_b: int = MAX_LEN_B, **kwargs) -> List[Translation]:
         """Each sentence's translation with its prepared form, score and NFE, at most max_len_a x its
-        source + max_len_b tokens long (node_transformer/length_bound.py). An empty (or blank) sentence
+        source + max_len_b tokens long (node_experiments/length_bound.py). An empty (or blank) sentence
         translates to an empty string without reaching the model. A sentence the model cannot take raises
         TranslationInputError naming it, before anything is translated. Other keyword arguments are
         fairseq generation options (``lenpen``, ``sampling``, ...)."""
@@ -116,29 +112,6 @@ def _nfe_per_sentence(before, after):
         return {}
     return {nfe.SIDES[side]: (after[side] - before[side]) / sentences for side in nfe.SIDES
             if after[side] > before[side]}
-
-
-def record_data(data, run):
-    """Copy into RUN/data what translating needs of the prepared data directory ``data`` (.../bin): the
-    dictionaries, and the BPE codes and recipe of scripts/prepare_multi30k.sh where it made them. Then the
-    run translates wherever data/ goes."""
-    data, record = Path(data), Path(run) / RUN_DATA
-    record.mkdir(parents=True, exist_ok=True)
-    source, target = data_utils.infer_language_pair(str(data))
-    if source is not None:
-        (record / LANGUAGES).write_text(json.dumps({"source_lang": source, "target_lang": target}) + "\n")
-    for dictionary in data.glob("dict.*.txt"):
-        shutil.copyfile(dictionary, record / dictionary.name)
-    prepared = data.parent
-    if (prepared / "bpe" / "codes").is_file() and (prepared / "prepared.json").is_file():
-        shutil.copyfile(prepared / "bpe" / "codes", record / "bpe.codes")
-        shutil.copyfile(prepared / "prepared.json", record / "prepared.json")
-    return record
-
-
-def recorded_data(run: Path) -> Optional[Path]:
-    data = run / RUN_DATA
-    return data if (data / "prepared.json").is_file() else None
 
 
 def _data_from_checkpoint(cfg) -> Optional[Path]:
@@ -181,55 +154,34 @@ def load(run, checkpoint: str = "checkpoint_best.pt", data=None) -> NODETranslat
     (``.../bin``) for a run that recorded none (trained before node-transformer 0.2) and whose
     training data has moved.
     """
-    run = Path(run)
-    path = Path(checkpoint)
+    run = RunDir(run)
+    path = run.checkpoint(checkpoint)
     if not path.is_file():
-        path = run / "checkpoints" / checkpoint
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint {checkpoint} (looked in {run / 'checkpoints'})")
+        raise FileNotFoundError(f"no checkpoint {checkpoint} (looked in {run.checkpoints})")
     state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
     task_cfg = state["cfg"].task
     if data is not None:
         dicts, codes, prepared = Path(data), Path(data).parent / "bpe" / "codes", Path(data).parent / "prepared.json"
-    elif recorded_data(run) is not None:
-        dicts = recorded_data(run)
+    elif run.recorded_data() is not None:
+        dicts = run.recorded_data()
         codes, prepared = dicts / "bpe.codes", dicts / "prepared.json"
     elif _data_from_checkpoint(state["cfg"]) is not None:
         dicts = _data_from_checkpoint(state["cfg"])
         codes, prepared = dicts.parent / "bpe" / "codes", dicts.parent / "prepared.json"
-        logger.warning(f"{run} records no data (trained before node-transformer 0.2); using {dicts}, "
+        logger.warning(f"{run.path} records no data (trained before node-transformer 0.2); using {dicts}, "
                        "the data its checkpoint was trained on")
     else:
         raise FileNotFoundError(
-            f"{run} records no data (trained before node-transformer 0.2: no {run / RUN_DATA}) and the data its "
+            f"{run.path} records no data (trained before node-transformer 0.2: no {run.data}) and the data its "
             f"checkpoint names ({task_cfg.data}) is gone; pass the prepared data directory, "
             "e.g. load(run, data='data/multi30k_en_de/bin') or scripts/translate.sh --data DIR"
         )
     src, tgt = _languages(task_cfg, dicts)
     for needed in (dicts / f"dict.{src}.txt", dicts / f"dict.{tgt}.txt", codes, prepared):
         if not needed.is_file():
-            raise FileNotFoundError(f"{needed} is missing: cannot prepare text as {run} was trained")
+            raise FileNotFoundError(f"{needed} is missing: cannot prepare text as {run.path} was trained")
     _check_recipe(prepared)
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
         [str(path)], arg_overrides={"data": str(dicts), "source_lang": src, "target_lang": tgt}
     )
     return NODETranslator(cfg, task, models, Preparation(codes, src, tgt))
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m node_transformer.hub",
-                                     description="Record in RUN/data what translating RUN needs of its data.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    record = commands.add_parser("record", help="copy DATA's dictionaries, BPE codes and recipe into RUN/data")
-    record.add_argument("data", type=Path, help="prepared data directory (.../bin)")
-    record.add_argument("run", type=Path)
-    args = parser.parse_args(argv)
-    if not list(args.data.glob("dict.*.txt")):
-        parser.error(f"no dictionaries (dict.*.txt) in {args.data}")
-    print(f"recorded {record_data(args.data, args.run)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-

@@ -14,5 +14,5 @@ bash "$repo/scripts/prepare_multi30k.sh" --out "$repo/data/multi30k_en_de"
 export DATA=$repo/data/multi30k_en_de/bin
 bash "$repo/scripts/train.sh" "$repo/configs/demo.args"
 bash "$repo/scripts/generate.sh" "$repo/runs/demo"
-"${PYTHON:-$repo/.venv/bin/python}" -m node_transformer.plot "$repo/runs/demo" --out "$repo/runs/demo/plots"
+"${PYTHON:-$repo/.venv/bin/python}" -m node_experiments.plot "$repo/runs/demo" --out "$repo/runs/demo/plots"
 echo "demo finished in $(( ($(date +%s) - start) / 60 )) min: runs/demo/results.json, runs/demo/plots/nfe.png"

@@ -69,12 +69,9 @@ def device_name():
 
 def main(argv=None):
     args = parse_args(argv)
-    sys.path.insert(0, str(REPO / "scripts"))
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import study
-    from report import Table, publish
-
-    from node_transformer.study_record import read_all
+    import study  # scripts/study.py, beside this file
+    from node_experiments.report import Table, publish
+    from node_experiments.study_record import read_all
 
     study_args = ["--converged", "--max-update", str(args.updates), "--average-last", "2", "--work", str(args.work),
                   "--out", str(args.out), *args.experiments] + (["--data", str(args.data)] if args.data else [])

@@ -20,7 +20,7 @@ def parse_args(argv=None):
     parser.add_argument("--beam", type=int, default=5, help="beam size (default 5)")
     parser.add_argument("--max-len-a", type=float, default=None, metavar="A",
                         help="each translation at most A x its source + B tokens long (default: "
-                             "node_transformer/length_bound.py's, 1.2 x source + 10)")
+                             "node_experiments/length_bound.py's, 1.2 x source + 10)")
     parser.add_argument("--max-len-b", type=int, default=None, metavar="B", help="see --max-len-a")
     parser.add_argument("--checkpoint", default="checkpoint_best.pt",
                         help="checkpoint file, in RUN/checkpoints or a path (default checkpoint_best.pt)")

@@ -15,6 +15,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from helpers import preprocess, write_reverse_corpus  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: trains through fairseq's CLIs, runs a notebook, the study runner or the benchmarks; "
+                   "bash scripts/test.sh -m 'not slow' runs the rest in a few minutes")
+
+
 @pytest.fixture(scope="session")
 def reverse_data(tmp_path_factory):
     """A binarised tiny reverse-the-sequence corpus (train 400, valid 40, test 20)."""

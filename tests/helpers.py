@@ -1,11 +1,11 @@
-"""Shared test helpers: fairseq CLIs and tiny dimensions; the synthetic task lives in node_transformer.synthetic."""
+"""Shared test helpers: fairseq CLIs and tiny dimensions; the synthetic task lives in node_experiments.synthetic."""
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from node_transformer.synthetic import build, preprocess, write_reverse_corpus  # noqa: F401
-from node_transformer.synthetic import first_batch as batch, summed_nll as nll  # noqa: F401
+from node_experiments.synthetic import build, preprocess, write_reverse_corpus  # noqa: F401
+from node_experiments.synthetic import first_batch as batch, summed_nll as nll  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 USER_DIR = str(REPO / "node_transformer")
@@ -26,6 +26,38 @@ def run_cli(name, *args, timeout=600, check=True):
         raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
 
+
+
+# The NODE variants that the model, gradient and regulariser tests share; each picks its own by name.
+VARIANTS = {
+    "decoder": ["--node-decoder", "--encoder-layers", "1"],
+    "encoder": ["--node-encoder", "--decoder-layers", "1"],
+    "both_augmented": ["--node-encoder", "--node-decoder", "--node-augment-dims", "1"],
+    "both_augmented_time_dependent": ["--node-encoder", "--node-decoder", "--node-augment-dims", "1",
+                                      "--node-time-dependent"],
+    "decoder_time_dependent": ["--node-decoder", "--encoder-layers", "1", "--node-time-dependent"],
+    "separated_augmented": ["--node-decoder", "--node-separated-decoder", "--node-augment-dims", "1",
+                            "--encoder-layers", "1"],
+    "layer_both_augmented_time_dependent": ["--node-function", "layer", "--node-encoder", "--node-decoder",
+                                            "--node-augment-dims", "1", "--node-time-dependent"],
+    "layer_separated": ["--node-function", "layer", "--node-decoder", "--node-separated-decoder",
+                        "--encoder-layers", "1"],
+}
+
+
+def variants(*names):
+    """{name: flags} of the shared VARIANTS named."""
+    return {name: VARIANTS[name] for name in names}
+
+
+def tiny_training_args(data, save_dir, *flags, updates=3):
+    """fairseq-train arguments for a few updates of the tiny model on DATA, logging every update."""
+    return [
+        data, "--user-dir", USER_DIR, "--arch", "node_transformer_tiny", *TINY_DIMS,
+        "--optimizer", "adam", "--lr", "0.003", "--max-tokens", "400", "--max-update", updates, "--cpu",
+        "--save-dir", save_dir, "--log-format", "simple", "--log-interval", "1", "--no-progress-bar",
+        "--no-epoch-checkpoints", "--seed", "1", "--required-batch-size-multiple", "1", *flags,
+    ]
 
 
 def assert_same_gradients(gradients, reference, rtol=1e-6):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helpers import run_cli
-from node_transformer.averaging import AveragingError, average_checkpoints, average_last, interval_checkpoints
+from node_experiments.averaging import AveragingError, average_checkpoints, average_last, interval_checkpoints
 
 
 def save_checkpoint(path, scale, extra=None):
@@ -46,10 +46,10 @@ def test_what_cannot_be_averaged_says_why(tmp_path):
     with pytest.raises(AveragingError, match="checkpoint_2_200.pt: its weights are not those of"):
         average_checkpoints([first, other], tmp_path / "out.pt")
     assert not (tmp_path / "out.pt").exists()
-    proc = run_cli("python", "-m", "node_transformer.averaging", tmp_path / "empty", "--out", tmp_path / "o.pt",
+    proc = run_cli("python", "-m", "node_experiments.averaging", tmp_path / "empty", "--out", tmp_path / "o.pt",
                    check=False)
     assert proc.returncode == 2 and "no interval checkpoints" in proc.stderr
-    proc = run_cli("python", "-m", "node_transformer.averaging", tmp_path, "--last", "0", "--out", tmp_path / "o.pt",
+    proc = run_cli("python", "-m", "node_experiments.averaging", tmp_path, "--last", "0", "--out", tmp_path / "o.pt",
                    check=False)
     assert proc.returncode == 2 and "--last must be at least 1" in proc.stderr
 

@@ -3,7 +3,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from helpers import REPO
+
+pytestmark = pytest.mark.slow  # every benchmark's quick mode (the 'slow' marker: tests/conftest.py)
 
 
 def test_quick_benchmarks_produce_their_tables(tmp_path):

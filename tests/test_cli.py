@@ -5,13 +5,13 @@ import subprocess
 import pytest
 import torch
 
-from helpers import BIN, REPO, TINY_DIMS, USER_DIR, run_cli
+from helpers import BIN, REPO, USER_DIR, run_cli, tiny_training_args
+from node_transformer.options import NODE_OPTION_NAMES
 
-NODE_FLAGS = (
-    "--node-encoder", "--node-decoder", "--node-rtol", "--node-atol", "--node-ts", "--node-method",
-    "--node-step-size", "--node-max-num-steps", "--node-augment-dims", "--node-time-dependent",
-    "--node-separated-decoder", "--node-gradient", "--node-adjoint-seminorm",
-)
+pytestmark = pytest.mark.slow  # fairseq subprocesses (the 'slow' marker: tests/conftest.py)
+
+# Every option of the NODE model's dataclass, as its command-line flag.
+NODE_FLAGS = ["--" + name.replace("_", "-") for name in NODE_OPTION_NAMES if name.startswith("node_")]
 TRAIN_VARIANTS = {
     "encoder": ["--node-encoder", "--decoder-layers", "1"],
     "decoder": ["--node-decoder", "--encoder-layers", "1"],
@@ -26,12 +26,7 @@ TRAIN_VARIANTS = {
 
 
 def train(data, save_dir, *flags, updates=3):
-    return run_cli(
-        "fairseq-train", data, "--user-dir", USER_DIR, "--arch", "node_transformer_tiny", *TINY_DIMS,
-        "--optimizer", "adam", "--lr", "0.003", "--max-tokens", "400", "--max-update", updates, "--cpu",
-        "--save-dir", save_dir, "--log-format", "simple", "--log-interval", "1", "--no-progress-bar",
-        "--no-epoch-checkpoints", "--seed", "1", *flags,
-    )
+    return run_cli("fairseq-train", *tiny_training_args(data, save_dir, *flags, updates=updates))
 
 
 def test_help_shows_every_node_flag_with_help_text():

@@ -1,11 +1,11 @@
-"""The experiment-file format: flags, comments, quoting, includes and overrides (node_transformer.experiment_config)."""
+"""The experiment-file format: flags, comments, quoting, includes and overrides (node_experiments.experiment_config)."""
 import subprocess
 import sys
 
 import pytest
 
 from helpers import REPO
-from node_transformer.experiment_config import read_flag_groups, read_flags
+from node_experiments.experiment_config import read_flag_groups, read_flags
 
 
 def write(path, text):
@@ -56,7 +56,7 @@ def test_every_experiment_builds_on_the_shared_file():
 
 def test_command_line_prints_the_words_and_fails_cleanly(tmp_path):
     config = write(tmp_path / "exp.args", "--lr 0.1\n")
-    run = [sys.executable, "-m", "node_transformer.experiment_config"]
+    run = [sys.executable, "-m", "node_experiments.experiment_config"]
     proc = subprocess.run([*run, str(config)], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.splitlines() == ["--lr", "0.1"]
     proc = subprocess.run([*run, str(tmp_path / "none.args")], capture_output=True, text=True)

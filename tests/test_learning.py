@@ -1,9 +1,12 @@
 """A tiny NODE encoder + decoder learns to reverse sequences (teacher-forced accuracy on held-out data)."""
 import time
 
+import pytest
 import torch
 
 from helpers import build, nll, preprocess, write_reverse_corpus
+
+pytestmark = pytest.mark.slow  # trains a model for a minute (the 'slow' marker: tests/conftest.py)
 
 
 def test_node_transformer_learns_to_reverse(tmp_path):

@@ -2,22 +2,11 @@
 import pytest
 import torch
 
-from helpers import TINY_DIMS, adjoint_and_backprop_models, assert_same_gradients, batch, build, nll
+from helpers import TINY_DIMS, adjoint_and_backprop_models, assert_same_gradients, batch, build, nll, variants
 from node_transformer.modules import ODEBlock
 
-VARIANTS = {
-    "decoder": ["--node-decoder", "--encoder-layers", "1"],
-    "encoder": ["--node-encoder", "--decoder-layers", "1"],
-    "both_augmented": ["--node-encoder", "--node-decoder", "--node-augment-dims", "1"],
-    "decoder_time_dependent": ["--node-decoder", "--encoder-layers", "1", "--node-time-dependent"],
-    "separated_augmented": ["--node-decoder", "--node-separated-decoder", "--node-augment-dims", "1",
-                            "--encoder-layers", "1"],
-    "layer_both_augmented_time_dependent": ["--node-function", "layer", "--node-encoder", "--node-decoder",
-                                            "--node-augment-dims", "1", "--node-time-dependent"],
-    "layer_separated": ["--node-function", "layer", "--node-decoder", "--node-separated-decoder",
-                        "--encoder-layers", "1"],
-}
-
+VARIANTS = variants("decoder", "encoder", "both_augmented", "decoder_time_dependent", "separated_augmented",
+                    "layer_both_augmented_time_dependent", "layer_separated")
 
 @pytest.fixture(autouse=True)
 def _seed():

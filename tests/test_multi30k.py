@@ -9,7 +9,9 @@ import pytest
 
 from helpers import REPO
 from multi30k_subset import ENV, make_subset, prepared, script  # noqa: F401  (prepared: a fixture)
-from node_transformer.experiment_config import read_flags
+from node_experiments.experiment_config import read_flags
+
+pytestmark = pytest.mark.slow  # fairseq subprocesses (the 'slow' marker: tests/conftest.py)
 
 CONFIGS = sorted((REPO / "configs").glob("*.args"))
 

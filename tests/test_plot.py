@@ -1,4 +1,4 @@
-"""Plots from TensorBoard logs (node_transformer.plot) and the study notebook, on real tiny runs."""
+"""Plots from TensorBoard logs (node_experiments.plot) and the study notebook, on real tiny runs."""
 import os
 import subprocess
 import sys
@@ -7,6 +7,8 @@ import pytest
 
 from helpers import REPO
 from test_trainer import train
+
+pytestmark = pytest.mark.slow  # fairseq subprocesses (the 'slow' marker: tests/conftest.py)
 
 NODE_RUN, CLASSIC_RUN = "node_full_tol1e-2", "transformer_1layer"
 
@@ -22,7 +24,7 @@ def runs(reverse_data, tmp_path_factory):
 
 
 def plot(*args):
-    return subprocess.run([sys.executable, "-m", "node_transformer.plot", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "node_experiments.plot", *map(str, args)], capture_output=True,
                           text=True, cwd=REPO, timeout=300)
 
 

@@ -4,23 +4,14 @@ import pytest
 import torch
 from torchdiffeq import odeint
 
-from helpers import TINY_DIMS, adjoint_and_backprop_models, assert_same_gradients, batch, build, nll
+from helpers import TINY_DIMS, adjoint_and_backprop_models, assert_same_gradients, batch, build, nll, variants
 from node_transformer import regularisation
 from node_transformer.modules import DropoutMasks, IntegratedRegularisers, ODEBlock, SolveContext
 from node_transformer.modules.regularisers import steer_end_time
 
 REGULARISED = ["--task", "node_translation", "--node-kinetic-reg", "0.1", "--node-jacobian-reg", "0.05"]
-VARIANTS = {
-    "decoder": ["--node-decoder", "--encoder-layers", "1"],
-    "encoder": ["--node-encoder", "--decoder-layers", "1"],
-    "both_augmented_time_dependent": ["--node-encoder", "--node-decoder", "--node-augment-dims", "1",
-                                      "--node-time-dependent"],
-    "separated_augmented": ["--node-decoder", "--node-separated-decoder", "--node-augment-dims", "1",
-                            "--encoder-layers", "1"],
-    "layer_both_augmented_time_dependent": ["--node-function", "layer", "--node-encoder", "--node-decoder",
-                                            "--node-augment-dims", "1", "--node-time-dependent"],
-}
-
+VARIANTS = variants("decoder", "encoder", "both_augmented_time_dependent", "separated_augmented",
+                    "layer_both_augmented_time_dependent")
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -4,13 +4,16 @@ import json
 import re
 import shutil
 
+import pytest
 import torch
 
 from helpers import REPO
 from multi30k_subset import prepared, script  # noqa: F401  (prepared: a fixture)
 from node_transformer import checkpoint_safety  # noqa: F401  (torch.load of fairseq checkpoints)
-from node_transformer.averaging import interval_checkpoints
-from node_transformer.experiment_config import read_flags
+from node_experiments.averaging import interval_checkpoints
+from node_experiments.experiment_config import read_flags
+
+pytestmark = pytest.mark.slow  # fairseq subprocesses (the 'slow' marker: tests/conftest.py)
 
 
 def study(prepared, work, *args, check=True):
@@ -161,7 +164,7 @@ def test_study_refuses_a_second_runner_and_bad_arguments(prepared, tmp_path):
     with open(work / ".study.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         proc = study(prepared, work, "--minutes", "0.1", "transformer_1layer", check=False)
-    assert proc.returncode == 2 and "another study runner" in proc.stderr
+    assert proc.returncode == 2 and "another runner is using" in proc.stderr
     for args, message in ([("--minutes", "0"), "--minutes must be positive"],
                           [("no_such_experiment",), "no config file"],
                           [("--minutes", "1", "--converged"), "not allowed with argument"],

@@ -1,8 +1,8 @@
-"""The 2019 conclusions decided from records by the rules stated in node_transformer/study_conclusions.py."""
+"""The 2019 conclusions decided from records by the rules stated in node_experiments/study_conclusions.py."""
 import pytest
 
-from node_transformer import study_conclusions as sc
-from node_transformer.study_record import Curves, StudyRecord
+from node_experiments import study_conclusions as sc
+from node_experiments.study_record import Curves, StudyRecord
 
 
 def record(name, valid, seconds_per_update=1.0, nfe=None, skips=(), status="plateau", bleu=None, flags=()):
@@ -94,6 +94,7 @@ def test_the_table_links_the_figures_of_decided_rows_only(records):
     assert set(sc.SECTIONS) >= {c.figure.split("/")[0] for c in sc.check(records) if c.figure}
 
 
+@pytest.mark.slow
 def test_the_converged_notebook_executes_from_records_alone(records, tmp_path):
     import os
 
@@ -101,7 +102,7 @@ def test_the_converged_notebook_executes_from_records_alone(records, tmp_path):
     from nbclient import NotebookClient
 
     from helpers import REPO
-    from node_transformer.study_record import write
+    from node_experiments.study_record import write
 
     for r in records.values():
         write(r, tmp_path / "records")

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from helpers import REPO
-from node_transformer import study_record
-from node_transformer.study_record import EARLY_STOP_LINE, StudyRecord, as_scalars, read_all, record_from_log
+from node_experiments import study_record
+from node_experiments.study_record import EARLY_STOP_LINE, StudyRecord, as_scalars, read_all, record_from_log
 from test_training_log import SESSION
 
 DONE = "2026-11-25 10:02:03 | INFO | fairseq_cli.train | done training in 122 seconds\n"

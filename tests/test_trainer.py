@@ -11,18 +11,15 @@ from collections import defaultdict
 
 import pytest
 
-from helpers import BIN, REPO, TINY_DIMS, USER_DIR, run_cli
+from helpers import REPO, USER_DIR, run_cli, tiny_training_args
+
+pytestmark = pytest.mark.slow  # fairseq subprocesses (the 'slow' marker: tests/conftest.py)
 
 NODE = ["--node-encoder", "--node-decoder"]
 
 
 def train_args(data, save_dir, *flags, updates=3):
-    return [
-        data, "--user-dir", USER_DIR, "--task", "node_translation", "--arch", "node_transformer_tiny", *TINY_DIMS,
-        "--optimizer", "adam", "--lr", "0.003", "--max-tokens", "400", "--max-update", updates, "--cpu",
-        "--save-dir", save_dir, "--log-format", "simple", "--log-interval", "1", "--no-progress-bar",
-        "--no-epoch-checkpoints", "--seed", "1", "--required-batch-size-multiple", "1", *flags,
-    ]
+    return tiny_training_args(data, save_dir, "--task", "node_translation", *flags, updates=updates)
 
 
 def train(data, save_dir, *flags, updates=3, check=True):

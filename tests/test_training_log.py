@@ -1,7 +1,7 @@
 """Reading fairseq's simple training logs: curves, NFE, skips, sessions of a resumed run, number formats."""
 import pytest
 
-from node_transformer.training_log import read_training, time_to_reach, translation_speeds
+from node_experiments.training_log import read_training, time_to_reach, translation_speeds
 
 SESSION = """\
 {day} 10:00:00 | INFO | fairseq_cli.train | training on 1 devices (GPUs/TPUs)
@@ -20,12 +20,12 @@ def test_one_session():
     log = SESSION.format(day="2026-11-24", skip=7, nfe_first=14, nfe_last=19.5, inner=50, valid=60, loss=7.5, last=100)
     log += "2026-11-24 10:02:03 | INFO | fairseq_cli.train | done training in 121.5 seconds\n"
     run = read_training(log)
-    assert run["updates"] == 100 and run["train_seconds"] == 121.5
-    assert run["curve"] == [(70.0, 60, 7.5)]
-    assert run["nfe"] == {"nfe_dec_fwd": (14.0, 19.5), "nfe_dec_bwd": (20.0, 20.0)}
-    assert run["inner"][0]["node_kinetic_dec"] == 2.3e6 and run["inner"][0]["gnorm"] == float("inf")
-    assert run["budget_skips"] == 1
-    assert run["valid"] == [{"loss": 7.5, "nll_loss": 6.1, "num_updates": 60.0, "best_loss": 7.5}]
+    assert run.updates == 100 and run.train_seconds == 121.5
+    assert run.curve == [(70.0, 60, 7.5)] and (run.curve[0].updates, run.curve[0].loss) == (60, 7.5)
+    assert run.nfe == {"nfe_dec_fwd": (14.0, 19.5), "nfe_dec_bwd": (20.0, 20.0)}
+    assert run.inner[0]["node_kinetic_dec"] == 2.3e6 and run.inner[0]["gnorm"] == float("inf")
+    assert run.budget_skips == 1
+    assert run.valid == [{"loss": 7.5, "nll_loss": 6.1, "num_updates": 60.0, "best_loss": 7.5}]
 
 
 def test_a_resumed_run_counts_each_session_once():
@@ -35,10 +35,10 @@ def test_a_resumed_run_counts_each_session_once():
     run = read_training(first + second + "2026-11-25 10:02:03 | INFO | fairseq_cli.train | done training in 122 seconds\n")
     # The first session was cut off at its last time stamp (10:02:02, 121 s after it began): the second
     # session's validation lies 121 + 70 seconds into training, not a day later.
-    assert run["curve"] == [(70.0, 60, 7.5), (191.0, 160, 6.5)]
-    assert run["train_seconds"] == 121 + 122 and run["updates"] == 200 and run["budget_skips"] == 2
-    assert run["nfe"]["nfe_dec_fwd"] == (14.0, 18.0)
-    assert time_to_reach(run["curve"], 7.0) == pytest.approx(70 + 121 * 0.5)
+    assert run.curve == [(70.0, 60, 7.5), (191.0, 160, 6.5)]
+    assert run.train_seconds == 121 + 122 and run.updates == 200 and run.budget_skips == 2
+    assert run.nfe["nfe_dec_fwd"] == (14.0, 18.0)
+    assert time_to_reach(run.curve, 7.0) == pytest.approx(70 + 121 * 0.5)
 
 
 def test_a_run_that_never_trained_and_the_speed_lines():

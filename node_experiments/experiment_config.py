@@ -6,7 +6,7 @@ file): its flags come first, and a flag the including file sets again replaces t
 So shared settings live in one file (``configs/base/multi30k.args``) and each experiment names only
 what it changes.
 
-    python -m node_transformer.experiment_config configs/demo.args   # the flags, one word per line
+    python -m node_experiments.experiment_config configs/demo.args   # the flags, one word per line
 """
 import argparse
 import shlex
@@ -66,7 +66,7 @@ def read_flags(path) -> List[str]:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m node_transformer.experiment_config",
+    parser = argparse.ArgumentParser(prog="python -m node_experiments.experiment_config",
                                      description="Print an experiment file's fairseq flags, one word per line.")
     parser.add_argument("config", type=Path)
     args = parser.parse_args(argv)

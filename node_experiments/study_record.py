@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .training_log import BUDGET_SKIPS_KEY, NFE_KEYS, REGULARISER_KEYS, best_point, read_training
+from .training_log import BUDGET_SKIPS_KEY, NFE_KEYS, REGULARISER_KEYS, Training, best_point, read_training
 
 EARLY_STOP_LINE = "early stop since valid performance hasn't improved"
 TEST_SETS = ("test2016_flickr", "test2017_flickr", "test2017_mscoco")  # scripts/score.py's names
@@ -103,16 +103,15 @@ def record_from_log(experiment, flags, log_text, translation, stopped=None, fina
     try:
         training = read_training(log_text)
     except ValueError:  # stopped before its first update
-        training = {"updates": 0, "train_seconds": 0.0, "curve": [], "inner": [], "valid": []}
-    inner = training["inner"]
-    valid_rows = [dict(values, num_updates=u) for values, (_, u, _) in zip(training["valid"], training["curve"])]
-    best = best_point(training["curve"])
+        training = Training.empty()
+    valid_rows = [dict(values, num_updates=point.updates) for values, point in zip(training.valid, training.curve)]
+    best = best_point(training.curve)
     return StudyRecord(
         experiment=experiment, flags=list(flags), status=status_of(log_text, stopped),
-        updates=training["updates"], best_valid_loss=best[2] if best else None,
-        best_at_update=best[1] if best else None, seconds_per_update=clean_seconds_per_update(inner),
-        train_hours=training["train_seconds"] / 3600,
-        train=Curves.from_rows(inner, TRAIN_COLUMNS), valid=Curves.from_rows(valid_rows, VALID_COLUMNS),
+        updates=training.updates, best_valid_loss=best.loss if best else None,
+        best_at_update=best.updates if best else None, seconds_per_update=clean_seconds_per_update(training.inner),
+        train_hours=training.train_seconds / 3600,
+        train=Curves.from_rows(training.inner, TRAIN_COLUMNS), valid=Curves.from_rows(valid_rows, VALID_COLUMNS),
         budget_skips=sorted({int(u) for u in SKIP_AT.findall(log_text)}), translation=translation,
         final_model=final_model, machine=machine, fingerprint=fingerprint,
     )
@@ -132,7 +131,7 @@ def read_all(directory) -> Dict[str, StudyRecord]:
 
 
 def as_scalars(record: StudyRecord) -> Dict[str, Dict[str, list]]:
-    """The record as node_transformer.plot's runs hold TensorBoard scalars, {split: {tag: [(update, seconds,
+    """The record as node_experiments.plot's runs hold TensorBoard scalars, {split: {tag: [(update, seconds,
     value)]}}, the seconds being updates x the clean seconds per update: a converged run trains for hours
     beside other work and suspended, so its wall clock says nothing about what an update costs."""
     per_update = record.seconds_per_update or 0.0

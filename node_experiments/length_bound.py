@@ -4,7 +4,7 @@ scripts/translate.sh, hub, the study runner): at most MAX_LEN_A x source length 
 fairseq's own default (0 x source + 200) lets an early checkpoint repeat one word 200 times, and an
 adaptive NODE decoder recomputes its whole prefix at every one of those tokens: one such sentence took
 12 s on 2 CPU cores, a test set hours. 1.2 x source + 10 holds every Multi30k validation and test
-reference. Plain Python with no imports: ``python node_transformer/length_bound.py`` prints the flags for
+reference. Plain Python with no imports: ``python node_experiments/length_bound.py`` prints the flags for
 the shell scripts.
 """
 MAX_LEN_A = 1.2

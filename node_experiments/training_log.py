@@ -1,7 +1,9 @@
 """Reading fairseq's simple-format training logs and fairseq-generate's speed line: what the equal-time
 benchmarks and the study runner report from a run."""
 import re
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 TIMESTAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)"
 VALID_LINE = re.compile(TIMESTAMP + r".*valid on 'valid' subset \| loss ([\d.]+) .*\| num_updates (\d+)")
@@ -33,11 +35,39 @@ def _stamp(match):
     return datetime.strptime(match[1], _STAMP_FORMAT)
 
 
-def read_training(log_text):
-    """What a run did: ``updates``, ``train_seconds``, the validation ``curve`` [(seconds of training,
-    updates, loss)], ``nfe`` {key: (first, last) logged train_inner value}, ``inner`` (the train_inner
-    rows), ``valid`` (the validation lines' values, NFE included) and ``budget_skips`` (batches skipped
-    over the solver's step budget).
+class ValidPoint(NamedTuple):
+    """One validation: when (seconds of training), after how many updates, and the loss. A tuple, so that
+    a curve in JSON stays a list of [seconds, updates, loss]."""
+
+    seconds: float
+    updates: int
+    loss: float
+
+
+@dataclass
+class Training:
+    """What a run's log says it did."""
+
+    updates: int
+    train_seconds: float
+    curve: List[ValidPoint]  # every validation, in order
+    nfe: Dict[str, Tuple[float, float]]  # {NFE key: (first, last) logged train_inner value}
+    inner: List[Dict[str, float]]  # the train_inner rows
+    valid: List[Dict[str, float]]  # the validation lines' values, NFE included, one per curve point
+    budget_skips: int  # batches skipped over the solver's step budget
+
+    @classmethod
+    def empty(cls):
+        """A run stopped before training began."""
+        return cls(updates=0, train_seconds=0.0, curve=[], nfe={}, inner=[], valid=[], budget_skips=0)
+
+    @property
+    def seconds_per_update(self) -> float:
+        return self.train_seconds / max(self.updates, 1)
+
+
+def read_training(log_text) -> Training:
+    """What a run did (Training); ValueError if it never began training.
 
     A log appended to by resumed sessions counts each session's time once: a session lasts until its
     "done training" line or, if it was cut off, its last time stamp, and the curve's seconds go on from
@@ -53,7 +83,7 @@ def read_training(log_text):
         trained, start = True, _stamp(starts[0])
         for match in map(VALID_LINE.match, session):
             if match:
-                curve.append((elapsed + (_stamp(match) - start).total_seconds(), int(match[3]), float(match[2])))
+                curve.append(ValidPoint(elapsed + (_stamp(match) - start).total_seconds(), int(match[3]), float(match[2])))
         done = [match for match in map(DONE_LINE.search, session) if match]
         stamps = [match for match in (re.match(TIMESTAMP, line) for line in session) if match]
         elapsed += float(done[-1][1]) if done else (_stamp(stamps[-1]) - start).total_seconds()
@@ -67,8 +97,8 @@ def read_training(log_text):
         if values:
             nfe[key] = (values[0], values[-1])
     valid = [_values(line.split("valid on 'valid' subset", 1)[1], " ") for line in lines if VALID_LINE.match(line)]
-    return {"updates": updates, "train_seconds": elapsed, "curve": curve, "nfe": nfe, "inner": inner,
-            "valid": valid, "budget_skips": len(SKIP_LINE.findall(log_text))}
+    return Training(updates=updates, train_seconds=elapsed, curve=curve, nfe=nfe, inner=inner, valid=valid,
+                    budget_skips=len(SKIP_LINE.findall(log_text)))
 
 
 def last_session(log_text):
@@ -76,20 +106,20 @@ def last_session(log_text):
     return SESSION_LINE.split(log_text)[-1]
 
 
-def best_point(curve):
-    """(seconds, updates, loss) of the lowest validation loss, or None."""
-    return min(curve, key=lambda point: point[2]) if curve else None
+def best_point(curve) -> Optional[ValidPoint]:
+    """The validation of the lowest loss, or None."""
+    return ValidPoint(*min(curve, key=lambda point: point[2])) if curve else None
 
 
 def loss_at_update(curve, update):
     """The validation loss logged at exactly ``update`` updates, or None."""
-    return next((value for _, updates, value in curve if updates == update), None)
+    return next((point.loss for point in map(ValidPoint._make, curve) if point.updates == update), None)
 
 
 def time_to_reach(curve, loss):
     """Seconds until a validation loss <= ``loss``, interpolated between validations; None if never."""
     previous = (0.0, float("inf"))
-    for seconds, _, value in curve:
+    for seconds, _, value in map(ValidPoint._make, curve):
         if value <= loss:
             before_s, before_loss = previous
             if before_loss == float("inf"):

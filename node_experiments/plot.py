@@ -1,6 +1,6 @@
 """Figures of NODE-Transformer runs from their TensorBoard logs (the study's pictures).
 
-    python -m node_transformer.plot RUN_DIR [RUN_DIR ...] --out DIR
+    python -m node_experiments.plot RUN_DIR [RUN_DIR ...] --out DIR
 
 A RUN_DIR is a run directory written by scripts/train.sh (holding tb/) or a --tensorboard-logdir itself
 (holding train_inner/, train/, valid/). Writes PNG and SVG figures to DIR: loss, best validation loss
@@ -13,7 +13,8 @@ import logging
 import sys
 from pathlib import Path
 
-from node_transformer.training_log import BUDGET_SKIPS_KEY, NFE_KEYS, REGULARISER_KEYS
+from .run_dir import RunDir
+from .training_log import BUDGET_SKIPS_KEY, NFE_KEYS, REGULARISER_KEYS
 
 SPLITS = ("train_inner", "train", "valid")
 
@@ -26,7 +27,7 @@ def tensorboard_dir(run_dir):
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise PlotError(f"{run_dir}: no such directory")
-    for candidate in (run_dir / "tb", run_dir):
+    for candidate in (RunDir(run_dir).tensorboard, run_dir):
         if any((candidate / split).is_dir() for split in SPLITS):
             return candidate
     raise PlotError(f"{run_dir}: no TensorBoard logs (expected tb/ or train_inner/, train/, valid/ inside)")
@@ -167,7 +168,7 @@ def plot_scalars(runs, out, formats=("png", "svg")):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m node_transformer.plot", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m node_experiments.plot", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--out", required=True, type=Path, help="directory for the figures")

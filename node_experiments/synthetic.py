@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-USER_DIR = str(Path(__file__).resolve().parent)
+USER_DIR = str(Path(__file__).resolve().parents[1] / "node_transformer")  # the plugin, as fairseq-train --user-dir
 
 
 def write_reverse_corpus(directory, sizes, vocab=12, min_len=3, max_len=8, seed=0):

@@ -1,6 +1,6 @@
 """A run's final model: the average of its last interval checkpoints, model weights only.
 
-    python -m node_transformer.averaging RUN/checkpoints --last 10 --out RUN/checkpoints/checkpoint_averaged.pt
+    python -m node_experiments.averaging RUN/checkpoints --last 10 --out RUN/checkpoints/checkpoint_averaged.pt
 
 The published Multi30k recipes average their last checkpoints; so does the converged study. The average
 keeps the newest checkpoint's configuration and records, and none of its optimiser state, so it is a
@@ -31,6 +31,8 @@ def interval_checkpoints(directory) -> List[Path]:
 def average_checkpoints(paths, out):
     """Writes the mean of the checkpoints' model weights to OUT (a fairseq checkpoint without optimiser
     state); returns the names of the checkpoints it averaged."""
+    from node_transformer import checkpoint_safety  # noqa: F401  (fairseq checkpoints under torch's safe loading)
+
     if not paths:
         raise AveragingError("no checkpoints to average")
     total, newest = None, None
@@ -65,7 +67,7 @@ def average_last(directory, last, out):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m node_transformer.averaging", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m node_experiments.averaging", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", type=Path, help="a run's checkpoints/ directory")
     parser.add_argument("--last", type=int, default=10, help="how many of the newest interval checkpoints (default 10)")
@@ -73,8 +75,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.last < 1:
         parser.error(f"--last must be at least 1, got {args.last}")
-    from . import checkpoint_safety  # noqa: F401  (fairseq checkpoints under torch's safe loading)
-
     try:
         names = average_last(args.checkpoints, args.last, args.out)
     except AveragingError as error:

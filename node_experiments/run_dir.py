@@ -1,0 +1,279 @@
+"""A run directory: the one place its layout is spelt, and how a run is trained into it and translated.
+
+    RUN/
+      command.txt        the fairseq-train command of the last training call
+      train.log          fairseq-train's log, appended to by every (resumed) call
+      checkpoints/       fairseq's --save-dir (checkpoint_best.pt, checkpoint_last.pt, interval checkpoints)
+      tb/                fairseq's --tensorboard-logdir
+      data/              what translating needs of the training data (dictionaries, BPE codes, recipe)
+      gen/SUBSET.txt     fairseq-generate's output per test set; gen/generate.log its log
+      results.json       the scores of the last translation (node_experiments.scoring)
+
+    python -m node_experiments.run_dir train CONFIG [FAIRSEQ_FLAGS...]     (scripts/train.sh)
+    python -m node_experiments.run_dir translate RUN [--checkpoint FILE] [--subsets 'test test1'] [FLAGS...]
+    python -m node_experiments.run_dir record DATA RUN
+
+Environment: DATA (the binarised data, default data/multi30k_en_de/bin), RUNS (where `train` puts
+RUNS/NAME, default runs).
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from .length_bound import FLAGS as LENGTH_BOUND_FLAGS
+
+REPO = Path(__file__).resolve().parents[1]
+USER_DIR = REPO / "node_transformer"  # the plugin, as fairseq's --user-dir
+SUBSETS = {"test": "test2016_flickr", "test1": "test2017_flickr", "test2": "test2017_mscoco"}  # fairseq's names
+LANGUAGES = "languages.json"  # in RUN/data: fairseq infers the pair from binarised files, which a run does not keep
+
+
+def default_data() -> Path:
+    """The binarised Multi30k every tool trains on unless told otherwise: $DATA, else the repository's."""
+    return Path(os.environ.get("DATA", REPO / "data" / "multi30k_en_de" / "bin"))
+
+
+def check_data(data) -> Optional[str]:
+    """What is wrong with a binarised data directory, or None."""
+    if not (Path(data) / "dict.en.txt").is_file():
+        return f"no binarised Multi30k in '{data}' (run scripts/prepare_multi30k.sh)"
+    return None
+
+
+def device_flags() -> List[str]:
+    """fairseq uses every visible GPU by itself (one process each); without one, it needs --cpu."""
+    import torch
+
+    return [] if torch.cuda.is_available() else ["--cpu"]
+
+
+def _console_script(name) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def _run_logged(command, log, echo, **kwargs) -> int:
+    """COMMAND with its output appended to LOG (an open file), and also to our stdout when ECHO."""
+    if not echo:
+        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, **kwargs).returncode
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO, text=True,
+                          bufsize=1, **kwargs) as proc:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            log.write(line)
+        return proc.wait()
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tb"
+
+    @property
+    def train_log(self) -> Path:
+        return self.path / "train.log"
+
+    @property
+    def command_file(self) -> Path:
+        return self.path / "command.txt"
+
+    @property
+    def data(self) -> Path:
+        return self.path / "data"
+
+    @property
+    def gen(self) -> Path:
+        return self.path / "gen"
+
+    @property
+    def generate_log(self) -> Path:
+        return self.gen / "generate.log"
+
+    @property
+    def scores_file(self) -> Path:
+        return self.path / "results.json"
+
+    def checkpoint(self, name="checkpoint_best.pt") -> Path:
+        """A checkpoint by its file name in checkpoints/ (a path is returned as it is)."""
+        path = Path(name)
+        return path if path.is_file() or path.parent != Path(".") else self.checkpoints / name
+
+    def generation(self, subset) -> Path:
+        return self.gen / f"{subset}.txt"
+
+    def log_text(self) -> str:
+        return self.train_log.read_text() if self.train_log.is_file() else ""
+
+    def training(self):
+        """What the run's log says it did (node_experiments.training_log.Training); ValueError if it never
+        trained."""
+        from .training_log import read_training
+
+        return read_training(self.log_text())
+
+    # --- what it records of its data ---
+    def record_data(self, data) -> Path:
+        """Copy into data/ what translating needs of the prepared data directory DATA (.../bin): the
+        dictionaries, and the BPE codes and recipe of scripts/prepare_multi30k.sh where it made them. Then
+        the run translates wherever it goes."""
+        from fairseq.data.data_utils import infer_language_pair
+
+        data, record = Path(data), self.data
+        record.mkdir(parents=True, exist_ok=True)
+        source, target = infer_language_pair(str(data))
+        if source is not None:
+            (record / LANGUAGES).write_text(json.dumps({"source_lang": source, "target_lang": target}) + "\n")
+        for dictionary in data.glob("dict.*.txt"):
+            shutil.copyfile(dictionary, record / dictionary.name)
+        prepared = data.parent
+        if (prepared / "bpe" / "codes").is_file() and (prepared / "prepared.json").is_file():
+            shutil.copyfile(prepared / "bpe" / "codes", record / "bpe.codes")
+            shutil.copyfile(prepared / "prepared.json", record / "prepared.json")
+        return record
+
+    def recorded_data(self) -> Optional[Path]:
+        return self.data if (self.data / "prepared.json").is_file() else None
+
+    # --- training and translation ---
+    def train(self, data, flags, *, fresh=False, echo=False) -> int:
+        """fairseq-train DATA with FLAGS into this run, appending to train.log (fairseq resumes from
+        checkpoints/checkpoint_last.pt by itself); FRESH empties the run first. Returns fairseq's exit code."""
+        if fresh and self.path.exists():
+            shutil.rmtree(self.path)
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        self.record_data(data)
+        command = [_console_script("fairseq-train"), str(data), "--user-dir", str(USER_DIR), *flags,
+                   "--save-dir", str(self.checkpoints), "--tensorboard-logdir", str(self.tensorboard), *device_flags()]
+        self.command_file.write_text(" ".join(command) + "\n")
+        with open(self.train_log, "a") as log:
+            return _run_logged(command, log, echo)
+
+    def translate(self, data, checkpoint="checkpoint_best.pt", subsets=tuple(SUBSETS), extra_flags=(),
+                  *, echo=False) -> "Translation":
+        """Beam-5 fairseq-generate of each test set with CHECKPOINT, each translation at most 1.2 x its source
+        + 10 tokens long (length_bound.py; EXTRA_FLAGS come after and replace it), then scored
+        (node_experiments.scoring) into results.json. fairseq-generate's log goes to gen/generate.log."""
+        from .scoring import score
+        from .training_log import translation_speeds
+
+        checkpoint = self.checkpoint(checkpoint)
+        if not checkpoint.is_file():
+            raise TranslationError(f"no checkpoint '{checkpoint}'")
+        self.gen.mkdir(parents=True, exist_ok=True)
+        log_lines = []
+        for subset in subsets:
+            print(f"translating {subset}", file=sys.stderr, flush=True)
+            # --required-batch-size-multiple 1: fairseq 0.12 otherwise drops the last, smaller batch (#5036).
+            command = [_console_script("fairseq-generate"), str(data), "--user-dir", str(USER_DIR),
+                       "--task", "node_translation", "--path", str(checkpoint), "--gen-subset", subset, "--beam", "5",
+                       "--remove-bpe", "--max-tokens", "4096", "--required-batch-size-multiple", "1", *device_flags(),
+                       *LENGTH_BOUND_FLAGS, *extra_flags]
+            with open(self.generation(subset), "w") as out:
+                proc = subprocess.run(command, stdout=out, stderr=subprocess.PIPE, text=True, cwd=REPO)
+            if echo:
+                sys.stderr.write(proc.stderr)
+            log_lines.append(proc.stderr)
+            self.generate_log.write_text("".join(log_lines))
+            if proc.returncode != 0:
+                raise TranslationError(f"translating {subset} with {checkpoint} failed; see {self.generate_log}")
+        scores = score(self, Path(data).parent / "raw", subsets)
+        self.scores_file.write_text(json.dumps(scores, indent=1) + "\n")
+        speeds = translation_speeds("".join(log_lines))
+        if len(speeds) != len(subsets):
+            raise TranslationError(f"{len(speeds)} speed lines for {len(subsets)} test sets; see {self.generate_log}")
+        return {SUBSETS.get(subset, subset): {**scores[SUBSETS.get(subset, subset)], "sentences_per_second": speed}
+                for subset, speed in zip(subsets, speeds)}
+
+
+Translation = Dict[str, dict]  # {test set name: its scores (scoring.score) and fairseq-generate's sentences/s}
+
+
+class TranslationError(RuntimeError):
+    pass
+
+
+def _train_command(args, extra) -> int:
+    from .experiment_config import read_flags
+
+    if not args.config.is_file():
+        return _fail(f"no config file '{args.config}'")
+    data = default_data()
+    if check_data(data):
+        return _fail(check_data(data))
+    try:
+        flags = read_flags(args.config)
+    except (OSError, ValueError) as error:
+        return _fail(str(error))
+    if not flags:
+        return _fail(f"'{args.config}' holds no flags")
+    run = RunDir(Path(os.environ.get("RUNS", REPO / "runs")) / args.config.stem)
+    return run.train(data, [*flags, *extra], echo=True)
+
+
+def _translate_command(args, extra) -> int:
+    from .scoring import print_scores
+
+    run = RunDir(args.run)
+    if not run.path.is_dir():
+        return _fail(f"no run directory '{run.path}'")
+    data = default_data()
+    if check_data(data):
+        return _fail(check_data(data))
+    try:
+        run.translate(data, args.checkpoint, args.subsets.split(), extra, echo=True)
+    except TranslationError as error:
+        return _fail(str(error))
+    print_scores(run)
+    return 0
+
+
+def _fail(message) -> int:
+    print(f"node_experiments.run_dir: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m node_experiments.run_dir", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", allow_abbrev=False, help="fairseq-train CONFIG into $RUNS/NAME (resumes an existing run)")
+    train.add_argument("config", type=Path)
+    translate = commands.add_parser("translate", allow_abbrev=False, help="translate and score RUN's test sets")
+    translate.add_argument("run", type=Path)
+    translate.add_argument("--checkpoint", default="checkpoint_best.pt", help="a file in RUN/checkpoints, or a path")
+    translate.add_argument("--subsets", default=" ".join(SUBSETS), help="fairseq's test set names, space-separated")
+    record = commands.add_parser("record", help="copy DATA's dictionaries, BPE codes and recipe into RUN/data")
+    record.add_argument("data", type=Path, help="prepared data directory (.../bin)")
+    record.add_argument("run", type=Path)
+    args, extra = parser.parse_known_args(argv)  # the rest are fairseq's flags
+    if args.command == "record":
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if not list(args.data.glob("dict.*.txt")):
+            parser.error(f"no dictionaries (dict.*.txt) in {args.data}")
+        print(f"recorded {RunDir(args.run).record_data(args.data)}")
+        return 0
+    return (_train_command if args.command == "train" else _translate_command)(args, extra)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

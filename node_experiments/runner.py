@@ -1,0 +1,334 @@
+"""Running a set of experiments under one budget, strictly one after another, each trained into its own run
+directory and translated: what the study (scripts/study.py) and the equal-time and regulariser benchmarks
+(benchmarks/equal_time.py, benchmarks/regularisers.py) are defined on. A definition says which experiments,
+which budget and which table; this module says how a run is trained, kept, resumed and translated.
+
+Two budgets:
+- TimeBudget: early training, M minutes of wall time each (fairseq's --stop-time-hours; the config's epoch
+  and update limits lifted), validating every N updates. A run interrupted while training starts again
+  from scratch: a time budget cannot be resumed honestly.
+- Schedule: a schedule's flags (configs/base/converged_schedule.args) replacing the experiment's own, each
+  run to its plateau (fairseq's --patience) or its update cap, never wall time. An interrupted run resumes
+  from its checkpoint_last.pt (fairseq's exact resume); its final model averages its last interval
+  checkpoints.
+
+A run's result (RUN/study_result.json) is kept when the runner is started again with the same flags, budget
+and test sets (its fingerprint); a run interrupted while translating is only translated; one translated
+with another length bound is translated again without training again. One runner per work directory at a
+time (a lock file): on a shared machine a wall-time budget means nothing otherwise.
+"""
+import fcntl
+import hashlib
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from .experiment_config import config_path, flag_words, read_flag_groups
+from .length_bound import FLAGS as TRANSLATION_FLAGS
+from .run_dir import RunDir, TranslationError
+from .training_log import Training, best_point, last_session
+
+RESULT_FILE = "study_result.json"  # in a run directory: the runner's result of it
+STARTED_FILE = "study_started_as"  # the fingerprint a run was started with: only such a run is resumed
+AVERAGED = "checkpoint_averaged.pt"  # a scheduled run's final model: the average of its last checkpoints
+LOCK_FILE = ".study.lock"
+CAP_FLAG = "--max-update"
+TRAINED_LINE = "fairseq_cli.train | done training in "
+EARLY_STOP_LINE = "early stop since valid performance hasn't improved"  # fairseq's --patience
+STOP_LINE = re.compile(r"\b\w*(?:Error|Stopped|Exception|error)\b: .*")
+LOG_FLAGS = ["--log-format", "simple", "--log-interval", "50"]
+
+
+class RunnerError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A config's own flags, and the update cap a plan gives it (None: the budget's)."""
+
+    name: str
+    flag_groups: Dict[str, List[str]]
+    update_cap: Optional[int] = None
+
+    @classmethod
+    def from_config(cls, name_or_path, update_cap=None) -> "Experiment":
+        path = config_path(name_or_path)
+        return cls(path.stem, read_flag_groups(path), update_cap)
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    minutes: float
+    validate_every: int
+    resumable = False
+
+    def describe(self) -> str:
+        return f"{self.minutes:g} min"
+
+    def key(self) -> dict:
+        return {"minutes": self.minutes, "validate_every": self.validate_every}
+
+    def flags(self, experiment: Experiment) -> List[str]:
+        """The experiment's flags and those that make time the only limit."""
+        every = str(self.validate_every)
+        return flag_words(experiment.flag_groups) + LOG_FLAGS + [
+            "--max-epoch", "0", "--max-update", "0", "--stop-time-hours", f"{self.minutes / 60:.6f}",
+            "--validate-interval-updates", every, "--save-interval-updates", every, "--keep-interval-updates", "1",
+            "--no-epoch-checkpoints", "--no-last-checkpoints"]
+
+    def final_checkpoint(self, run: RunDir) -> Path:
+        return run.checkpoint("checkpoint_best.pt")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    path: Path
+    average_last: int = 10
+    resumable = True
+
+    def describe(self) -> str:
+        return "converged schedule"
+
+    def key(self) -> dict:
+        return {"schedule": "converged", "average_last": self.average_last}
+
+    def flags(self, experiment: Experiment) -> List[str]:
+        """The experiment's flags with the schedule's replacing any it sets, and its update cap."""
+        cap = {CAP_FLAG: [str(experiment.update_cap)]} if experiment.update_cap else {}
+        return flag_words({**experiment.flag_groups, **read_flag_groups(self.path), **cap})
+
+    def final_checkpoint(self, run: RunDir) -> Path:
+        """The average of the run's last interval checkpoints, made once training has ended (a run that
+        stopped before its first interval checkpoint has its checkpoint_last.pt alone)."""
+        averaged = run.checkpoint(AVERAGED)
+        if not averaged.is_file() and run.checkpoint("checkpoint_best.pt").is_file():
+            from .averaging import average_checkpoints, interval_checkpoints
+
+            last = [path for path in [run.checkpoint("checkpoint_last.pt")] if path.is_file()]
+            average_checkpoints(interval_checkpoints(run.checkpoints)[-self.average_last:] or last, averaged)
+        return averaged
+
+
+@dataclass
+class RunResult:
+    """What one run did and scored (RUN/study_result.json)."""
+
+    experiment: str
+    updates: int
+    train_seconds: float
+    seconds_per_update: float
+    best_valid_loss: Optional[float]
+    best_at_update: Optional[int]
+    best_at_minutes: Optional[float]
+    curve: list  # training_log.ValidPoint as [seconds, updates, loss]
+    nfe: dict
+    budget_skips: int
+    translation: dict = field(default_factory=dict)  # run_dir.Translation
+    stopped: Optional[str] = None  # why the run stopped, training or translating, if not as planned
+    training_stopped: Optional[str] = None
+    translation_flags: List[str] = field(default_factory=list)
+    fingerprint: str = ""
+    budget: dict = field(default_factory=dict)
+    max_update: int = 0
+
+    @classmethod
+    def from_training(cls, experiment, training: Training, **outcome) -> "RunResult":
+        best = best_point(training.curve)
+        return cls(experiment=experiment, updates=training.updates, train_seconds=training.train_seconds,
+                   seconds_per_update=training.seconds_per_update, best_valid_loss=best.loss if best else None,
+                   best_at_update=best.updates if best else None, best_at_minutes=best.seconds / 60 if best else None,
+                   curve=training.curve, nfe=training.nfe, budget_skips=training.budget_skips, **outcome)
+
+    @classmethod
+    def read(cls, path) -> "RunResult":
+        data = json.loads(Path(path).read_text())
+        data.setdefault("training_stopped", data.get("stopped"))
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1) + "\n"
+
+
+def _fingerprint(flags, budget_key, subsets) -> str:
+    text = json.dumps({"flags": flags, "budget": budget_key, "subsets": list(subsets)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def update_cap(flags) -> int:
+    """The --max-update of a run's flags (0: none)."""
+    return int(flags[flags.index(CAP_FLAG) + 1]) if CAP_FLAG in flags else 0
+
+
+def stop_reason(log_text) -> str:
+    """The error that ended a training run, from the last lines of its log."""
+    for line in reversed(log_text.splitlines()[-200:]):
+        match = STOP_LINE.search(line)
+        if match:
+            return match[0][:300]
+    return "training exited with an error"
+
+
+def _updates(run: RunDir) -> int:
+    try:
+        return run.training().updates
+    except ValueError:  # never trained
+        return 0
+
+
+@dataclass
+class Runner:
+    budget: object  # TimeBudget or Schedule
+    work: Path  # the run directories: WORK/NAME
+    data: Path
+    subsets: Sequence[str] = ("test",)  # fairseq's test set names to translate; none: training alone
+    keep: bool = True  # keep a finished result of the same fingerprint; False: every run trains afresh
+    kept: List[str] = field(default_factory=list)  # the experiments kept as they were, in order
+
+    def run_dir(self, experiment: Experiment) -> RunDir:
+        return RunDir(Path(self.work) / experiment.name)
+
+    def flags(self, experiment: Experiment) -> List[str]:
+        return self.budget.flags(experiment)
+
+    def fingerprint(self, flags) -> str:
+        """A resumable budget leaves the update cap out: a run given a higher cap goes on from where it
+        stopped (fairseq's resume) instead of starting again."""
+        if self.budget.resumable and CAP_FLAG in flags:
+            at = flags.index(CAP_FLAG)
+            flags = flags[:at] + flags[at + 2:]
+        return _fingerprint(flags, self.budget.key(), self.subsets)
+
+    # --- the state a run directory is in ---
+    @staticmethod
+    def plateaued(run: RunDir) -> bool:
+        """Whether the run's training stopped on its plateau: no higher cap extends it."""
+        return EARLY_STOP_LINE in last_session(run.log_text())
+
+    @staticmethod
+    def started_as(run: RunDir, key) -> bool:
+        path = run.path / STARTED_FILE
+        return path.is_file() and path.read_text() == key
+
+    def finished(self, run: RunDir, key, cap) -> Optional[RunResult]:
+        """The run's result if it was trained and translated as KEY up to CAP updates (or to its plateau)."""
+        path = run.path / RESULT_FILE
+        if not self.keep or not path.is_file():
+            return None
+        result = RunResult.read(path)
+        if result.fingerprint != key:
+            return None
+        return result if result.max_update == cap or self.plateaued(run) else None
+
+    def trained(self, run: RunDir, key, cap) -> bool:
+        """Whether the run finished training as KEY (to its plateau, or CAP updates) and was interrupted
+        after it, while translating."""
+        if not (self.keep and self.started_as(run, key) and TRAINED_LINE in last_session(run.log_text())):
+            return False
+        return self.plateaued(run) or not cap or _updates(run) == cap
+
+    # --- one run ---
+    def train(self, experiment: Experiment, flags, key) -> Optional[str]:
+        """Train the experiment; None, or why its training stopped. A resumable budget resumes a run started
+        with the same fingerprint that has not trained past the cap (a cap lowered since starts it again)."""
+        run = self.run_dir(experiment)
+        cap = update_cap(flags)
+        resumable = self.budget.resumable and self.started_as(run, key) and not (cap and _updates(run) > cap)
+        if not resumable and run.path.exists():
+            import shutil
+
+            shutil.rmtree(run.path)
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.checkpoint(AVERAGED).unlink(missing_ok=True)  # averaged from checkpoints training will replace
+        (run.path / STARTED_FILE).write_text(key)
+        if run.train(self.data, flags) == 0:
+            return None
+        return stop_reason(run.log_text())
+
+    def translate_final(self, run: RunDir, stopped):
+        """Translate the run's final model, if it has one: (translation, stopped with any failure added)."""
+        checkpoint = self.budget.final_checkpoint(run)
+        if not self.subsets or not checkpoint.is_file():
+            return {}, stopped
+        print(f"{run.name}: translating {' '.join(self.subsets)} with {checkpoint.name}", flush=True)
+        try:
+            return run.translate(self.data, checkpoint, self.subsets), stopped
+        except TranslationError as error:
+            return {}, f"{stopped + '; ' if stopped else ''}translating {run.name}: {error}"
+
+    def run(self, experiment: Experiment) -> RunResult:
+        """Train and translate one experiment, or keep its earlier result. A run that stops with an error (a
+        solver that keeps exceeding its step budget, say) is a result too: recorded with its reason,
+        translated from its final checkpoint if it has one."""
+        run = self.run_dir(experiment)
+        flags = self.flags(experiment)
+        key, cap = self.fingerprint(flags), update_cap(flags)
+        result = self.finished(run, key, cap)
+        translated_as_now = result is not None and result.translation_flags == TRANSLATION_FLAGS
+        if result is not None and (translated_as_now or not self.subsets
+                                   or not self.budget.final_checkpoint(run).is_file()):
+            print(f"{experiment.name}: kept (finished earlier)", flush=True)
+            self.kept.append(experiment.name)
+            return result
+        started = time.time()
+        if result is not None:
+            print(f"{experiment.name}: kept the training (finished earlier), translating again with "
+                  f"{' '.join(TRANSLATION_FLAGS)}", flush=True)
+            training_stopped = result.training_stopped
+        elif self.trained(run, key, cap):
+            print(f"{experiment.name}: trained earlier, translating", flush=True)
+            training_stopped = None
+        else:
+            print(f"{experiment.name}: training ({self.budget.describe()})", flush=True)
+            training_stopped = self.train(experiment, flags, key)
+            if training_stopped:
+                print(f"{experiment.name}: training stopped: {training_stopped}", flush=True)
+        translation, stopped = self.translate_final(run, training_stopped)
+        try:
+            training = run.training()
+        except ValueError:  # stopped before training began
+            training = Training.empty()
+        result = RunResult.from_training(
+            experiment.name, training, translation=translation, stopped=stopped, training_stopped=training_stopped,
+            translation_flags=TRANSLATION_FLAGS, fingerprint=key, budget=self.budget.key(), max_update=cap)
+        (run.path / RESULT_FILE).write_text(result.to_json())
+        print(f"{experiment.name}: done in {(time.time() - started) / 60:.1f} min", flush=True)
+        return result
+
+    def run_all(self, experiments: Sequence[Experiment],
+                after_each: Optional[Callable[[Experiment, RunResult], None]] = None) -> List[RunResult]:
+        """Every experiment, strictly one after another, under the work directory's lock."""
+        Path(self.work).mkdir(parents=True, exist_ok=True)
+        with open(Path(self.work) / LOCK_FILE, "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunnerError(f"another runner is using {self.work}; wait for it to finish") from None
+            results = []
+            for experiment in experiments:
+                results.append(self.run(experiment))
+                if after_each is not None:
+                    after_each(experiment, results[-1])
+            return results
+
+
+def check_experiments(names) -> Optional[str]:
+    """What is wrong with a list of experiments named on a command line, or None."""
+    paths = [config_path(name) for name in names]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        return f"no config file {', '.join(missing)}"
+    if len({path.stem for path in paths}) != len(paths):
+        return "an experiment is named twice"
+    return None
+
+
+def common_update(results: Sequence[RunResult], every) -> Optional[int]:
+    """The last validation every run reached (updates, a multiple of ``every``): losses there compare what
+    the runs learnt per update, whatever an update cost. A run too slow to reach its first such validation
+    is left out (its cell stays empty); None when no run reached one."""
+    reached = [max((u for _, u, _ in r.curve if u % every == 0), default=0) for r in results]
+    return min((u for u in reached if u > 0), default=None)
