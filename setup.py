@@ -27,6 +27,10 @@ setup(
         "subword-nmt",  # joint BPE for Multi30k
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "pytest-xdist", "nbclient", "nbformat", "ipykernel"]},
+    extras_require={
+        # the ODE BERT's export to HuggingFace transformers (node_experiments/hf_export.py)
+        "hf": ["transformers>=5,<6", "safetensors"],
+        "test": ["pytest", "pytest-xdist", "nbclient", "nbformat", "ipykernel", "transformers>=5,<6", "safetensors"],
+    },
     classifiers=["License :: OSI Approved :: Apache Software License", "Programming Language :: Python :: 3"],
 )

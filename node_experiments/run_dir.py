@@ -39,10 +39,15 @@ def default_data() -> Path:
     return Path(os.environ.get("DATA", REPO / "data" / "multi30k_en_de" / "bin"))
 
 
+DATA_PARTS = ("", "input0", "label")  # where fairseq's tasks keep dictionaries: translation and masked LM
+# at the top (dict.LANG.txt, dict.txt), sentence prediction in input0/ and label/
+
+
 def check_data(data) -> Optional[str]:
     """What is wrong with a binarised data directory, or None."""
-    if not (Path(data) / "dict.en.txt").is_file():
-        return f"no binarised Multi30k in '{data}' (run scripts/prepare_multi30k.sh)"
+    if not any(list((Path(data) / part).glob("dict*.txt")) for part in DATA_PARTS):
+        return (f"no binarised data in '{data}' (no dictionary: run scripts/prepare_multi30k.sh, or "
+                "python -m node_experiments.mlm_data for the masked-LM data)")
     return None
 
 
@@ -142,8 +147,10 @@ class RunDir:
         source, target = infer_language_pair(str(data))
         if source is not None:
             (record / LANGUAGES).write_text(json.dumps({"source_lang": source, "target_lang": target}) + "\n")
-        for dictionary in data.glob("dict.*.txt"):
-            shutil.copyfile(dictionary, record / dictionary.name)
+        for part in DATA_PARTS:
+            for dictionary in (data / part).glob("dict*.txt"):
+                (record / part).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(dictionary, record / part / dictionary.name)
         prepared = data.parent
         if (prepared / "bpe" / "codes").is_file() and (prepared / "prepared.json").is_file():
             shutil.copyfile(prepared / "bpe" / "codes", record / "bpe.codes")
@@ -268,8 +275,8 @@ def main(argv=None):
     if args.command == "record":
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        if not list(args.data.glob("dict.*.txt")):
-            parser.error(f"no dictionaries (dict.*.txt) in {args.data}")
+        if check_data(args.data):
+            parser.error(check_data(args.data))
         print(f"recorded {RunDir(args.run).record_data(args.data)}")
         return 0
     return (_train_command if args.command == "train" else _translate_command)(args, extra)

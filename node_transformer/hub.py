@@ -147,13 +147,21 @@ def _check_recipe(prepared_json: Path):
         )
 
 
-def load(run, checkpoint: str = "checkpoint_best.pt", data=None) -> NODETranslator:
-    """The translator of RUN (a directory written by scripts/train.sh).
+@dataclass
+class RunFiles:
+    """What loading a run needs: its checkpoint (loaded), its dictionaries and its text preparation."""
 
-    ``checkpoint``: a file name in RUN/checkpoints, or a path. ``data``: a prepared data directory
-    (``.../bin``) for a run that recorded none (trained before node-transformer 0.2) and whose
-    training data has moved.
-    """
+    run: RunDir
+    checkpoint: Path
+    state: dict
+    dicts: Path
+    codes: Path
+    prepared: Path
+
+
+def run_files(run, checkpoint: str = "checkpoint_best.pt", data=None) -> RunFiles:
+    """Find RUN's checkpoint and the data it was trained on: the data it recorded, else the data its
+    checkpoint names (a run trained before node-transformer 0.2), else ``data``; the recipe checked."""
     run = RunDir(run)
     path = run.checkpoint(checkpoint)
     if not path.is_file():
@@ -176,12 +184,29 @@ def load(run, checkpoint: str = "checkpoint_best.pt", data=None) -> NODETranslat
             f"checkpoint names ({task_cfg.data}) is gone; pass the prepared data directory, "
             "e.g. load(run, data='data/multi30k_en_de/bin') or scripts/translate.sh --data DIR"
         )
-    src, tgt = _languages(task_cfg, dicts)
-    for needed in (dicts / f"dict.{src}.txt", dicts / f"dict.{tgt}.txt", codes, prepared):
+    if not dicts.is_dir():
+        raise FileNotFoundError(f"no data directory {dicts}")
+    for needed in (codes, prepared):
         if not needed.is_file():
             raise FileNotFoundError(f"{needed} is missing: cannot prepare text as {run.path} was trained")
     _check_recipe(prepared)
+    return RunFiles(run, path, state, dicts, codes, prepared)
+
+
+def load(run, checkpoint: str = "checkpoint_best.pt", data=None) -> NODETranslator:
+    """The translator of RUN (a directory written by scripts/train.sh).
+
+    ``checkpoint``: a file name in RUN/checkpoints, or a path. ``data``: a prepared data directory
+    (``.../bin``) for a run that recorded none (trained before node-transformer 0.2) and whose
+    training data has moved.
+    """
+    files = run_files(run, checkpoint, data)
+    dicts = files.dicts
+    src, tgt = _languages(files.state["cfg"].task, dicts)
+    for needed in (dicts / f"dict.{src}.txt", dicts / f"dict.{tgt}.txt"):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{needed} is missing: cannot prepare text as {files.run.path} was trained")
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
-        [str(path)], arg_overrides={"data": str(dicts), "source_lang": src, "target_lang": tgt}
+        [str(files.checkpoint)], arg_overrides={"data": str(dicts), "source_lang": src, "target_lang": tgt}
     )
-    return NODETranslator(cfg, task, models, Preparation(codes, src, tgt))
+    return NODETranslator(cfg, task, models, Preparation(files.codes, src, tgt))

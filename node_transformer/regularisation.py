@@ -4,7 +4,10 @@ fairseq's criteria sum the loss over target tokens and the trainer divides the g
 size (the number of target tokens). A block's regularisers are summed the same way, over its real
 positions, and share that divisor: for the decoder ``--node-kinetic-reg`` is a weight per target position,
 like the loss's weight per token; the encoder's sum runs over source positions, so there the weight
-per source position is scaled by the batch's source/target length ratio (about 1 on Multi30k). The metrics ``node_kinetic_{enc,dec}`` and
+per source position is scaled by the batch's source/target length ratio (about 1 on Multi30k). A task
+whose loss is a sum over a chosen few positions (the masked LM's: over the masked tokens, its sample size)
+asks for ``per_position``: each integral is then scaled by sample size / real positions, so that after the
+trainer's division the term is the weight times the integral per real position, as the metric shows. The metrics ``node_kinetic_{enc,dec}`` and
 ``node_jacobian_{enc,dec}`` are the integrals per real position, averaged over the logged updates.
 """
 from fairseq import utils
@@ -14,9 +17,10 @@ from . import nfe
 from .modules.regularisers import KINDS
 
 
-def with_regularisers(criterion):
+def with_regularisers(criterion, per_position=False):
     """``criterion(model, sample)`` with each NODE block's weighted regularisers added to the loss it
-    returns; the logging output's own ``loss`` stays the criterion's, the integrals go in private fields."""
+    returns (summed over real positions, or with ``per_position`` normalised as above); the logging output's
+    own ``loss`` stays the criterion's, the integrals go in private fields."""
 
     def regularised(model, sample, **kwargs):
         loss, sample_size, logging_output = criterion(model, sample, **kwargs)
@@ -24,10 +28,11 @@ def with_regularisers(criterion):
             integrals = block.pop_integrals()
             if integrals is None:
                 continue
+            scale = sample_size / integrals.positions if per_position else 1
             for kind, total in integrals.totals.items():
                 weight = block.settings.regulariser_weight(kind)
                 if weight:
-                    loss = loss + weight * total
+                    loss = loss + weight * scale * total
                 logging_output[f"_node_{kind}_{side}"] = total.detach()
             logging_output[f"_node_positions_{side}"] = integrals.positions
         return loss, sample_size, logging_output

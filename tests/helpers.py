@@ -28,6 +28,7 @@ def run_cli(name, *args, timeout=600, check=True):
 
 
 
+ENCODER_DIMS = ["--encoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32", "--encoder-attention-heads", "2"]
 # The NODE variants that the model, gradient and regulariser tests share; each picks its own by name.
 VARIANTS = {
     "decoder": ["--node-decoder", "--encoder-layers", "1"],
@@ -74,9 +75,9 @@ def assert_same_gradients(gradients, reference, rtol=1e-6):
     return total
 
 
-def adjoint_and_backprop_models(data_dir, *flags):
+def adjoint_and_backprop_models(data_dir, *flags, arch="node_transformer_tiny"):
     """(task, adjoint model, backprop model): the same weights, float64, in training mode."""
-    task, adjoint_model, _ = build(data_dir, *flags, "--node-gradient", "adjoint")
-    _, backprop_model, _ = build(data_dir, *flags, "--node-gradient", "backprop")
+    task, adjoint_model, _ = build(data_dir, *flags, "--node-gradient", "adjoint", arch=arch)
+    _, backprop_model, _ = build(data_dir, *flags, "--node-gradient", "backprop", arch=arch)
     backprop_model.load_state_dict(adjoint_model.state_dict())
     return task, adjoint_model.double().train(), backprop_model.double().train()

@@ -40,18 +40,23 @@ def test_bad_files_name_the_problem(tmp_path, text, message):
 
 
 def test_every_experiment_builds_on_the_shared_file():
-    """Each experiment includes the shared file or another experiment (a variant of it, like the demo with a
-    regulariser or an ablation), so every chain ends at the shared file; it adds only flags it names itself."""
-    shared = read_flag_groups(REPO / "configs" / "base" / "multi30k.args")
+    """Each experiment includes a shared file of its kind (translation, masked LM, fine-tuning) or another
+    experiment (a variant of it, like the demo with a regulariser or an ablation), so every chain ends at a
+    shared file; it adds only flags it names itself."""
+    bases = {f"base/{name}.args": read_flag_groups(REPO / "configs" / "base" / f"{name}.args")
+             for name in ("multi30k", "masked_lm", "pairs")}
     for config in sorted((REPO / "configs").glob("*.args")):
         lines = config.read_text().splitlines()
         includes = [line[1:] for line in lines if line.startswith("@")]
         assert len(includes) == 1, config.name
         parent = config.parent / includes[0]
-        assert includes[0] == "base/multi30k.args" or parent.parent == config.parent, config.name
+        assert includes[0] in bases or parent.parent == config.parent, config.name
+        chain = config
+        while (include := next(line[1:] for line in chain.read_text().splitlines() if line.startswith("@"))) not in bases:
+            chain = chain.parent / include
         flags = read_flag_groups(config)
         own = {flag for line in lines if not line.startswith(("#", "@")) for flag in line.split() if flag.startswith("--")}
-        assert set(shared) <= set(flags) and flags.keys() - read_flag_groups(parent).keys() <= own, config.name
+        assert set(bases[include]) <= set(flags) and flags.keys() - read_flag_groups(parent).keys() <= own, config.name
 
 
 def test_command_line_prints_the_words_and_fails_cleanly(tmp_path):

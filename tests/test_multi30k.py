@@ -13,7 +13,8 @@ from node_experiments.experiment_config import read_flags
 
 pytestmark = pytest.mark.slow  # fairseq subprocesses (the 'slow' marker: tests/conftest.py)
 
-CONFIGS = sorted((REPO / "configs").glob("*.args"))
+CONFIGS = [config for config in sorted((REPO / "configs").glob("*.args"))  # the translation experiments
+           if read_flags(config)[read_flags(config).index("--task") + 1] == "node_translation"]
 
 
 def test_prepare_writes_fairseq_data(prepared):

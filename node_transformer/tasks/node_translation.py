@@ -1,125 +1,32 @@
-"""``node_translation``: fairseq's translation task whose train/valid/inference steps own the NODE
-policies: NFE accounting, and what happens when a solve exceeds its step budget."""
+"""``node_translation``: fairseq's translation task with the NODE policies (tasks/node_policies.py), and the
+NFE of generation: per sentence, printed by fairseq-generate when it ends."""
 import atexit
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from fairseq.dataclass import ChoiceEnum
-from omegaconf import II
-from fairseq.logging import metrics
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from odeint_ext import ODESolveError
 
-from .. import nfe, patience, regularisation
-
-logger = logging.getLogger(__name__)
-
-
-class NODETrainingStopped(Exception):
-    """Raised to stop training on budget failures. Not a RuntimeError on purpose: fairseq's trainer
-    saves ``crash.pt`` in --save-dir for any other exception before it re-raises."""
+from .. import nfe
+from .node_policies import NODEPolicies, NODEPolicyConfig, NODETrainingStopped  # noqa: F401  (re-exported)
 
 
 @dataclass
-class NODETranslationConfig(TranslationConfig):
-    node_budget_action: ChoiceEnum(["skip", "raise"]) = field(
-        default="skip",
-        metadata={"help": "when a training batch's forward or adjoint solve exceeds --node-max-num-steps: "
-                          "'skip' the batch like fairseq skips an out-of-memory batch (gradients zeroed, "
-                          "counted in node_budget_skips) or 'raise' to stop training (saving crash.pt)"},
-    )
-    node_max_consecutive_skips: int = field(
-        default=10,
-        metadata={"help": "stop training (saving crash.pt) after this many consecutive skipped batches: "
-                          "dynamics that blew up should not burn hours silently"},
-    )
-    # fairseq's checkpoint options, read to resume --patience's count (node_transformer/patience.py)
-    save_dir: str = II("checkpoint.save_dir")
-    restore_file: str = II("checkpoint.restore_file")
-    reset_meters: bool = II("checkpoint.reset_meters")
-    reset_optimizer: bool = II("checkpoint.reset_optimizer")
+class NODETranslationConfig(TranslationConfig, NODEPolicyConfig):
+    pass
 
 
 @register_task("node_translation", dataclass=NODETranslationConfig)
-class NODETranslationTask(TranslationTask):
+class NODETranslationTask(NODEPolicies, TranslationTask):
     """Translation with Neural-ODE models: logs ``nfe_{enc,dec}_{fwd,bwd}`` and ``node_budget_skips``, and
     adds the RNODE regularisers to the training loss (``node_{kinetic,jacobian}_{enc,dec}``)."""
 
-    owns_node_policies = True  # the model warns when built by a task without it
     report_generation_nfe_at_exit = True  # fairseq-generate's NFE line; node_transformer.hub reports its own
 
     def __init__(self, cfg, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
-        if cfg.node_max_consecutive_skips < 1:
-            raise ValueError(
-                f"--node-max-consecutive-skips must be >= 1, got {cfg.node_max_consecutive_skips}"
-            )
-        self.consecutive_skips = 0
-        self.total_skips = 0
-        self.update_has_gradients = True
+        self.init_node_policies(cfg)
         self.generation_nfe = {"sentences": 0, "enc": 0, "dec": 0, "steps": 0}
-        patience.restore(patience.resumed_state(cfg))
-
-    # -- training -------------------------------------------------------------------------------
-
-    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        nfe.reset(model)
-        try:
-            loss, sample_size, logging_output = super().train_step(
-                sample, model, regularisation.with_regularisers(criterion), optimizer, update_num, ignore_grad
-            )
-        except ODESolveError as error:
-            return self._skip_batch(error, model, optimizer, update_num)
-        logging_output.update(nfe.collect(model, backward=True))
-        self.update_has_gradients = True
-        return loss, sample_size, logging_output
-
-    def _skip_batch(self, error, model, optimizer, update_num):
-        self.total_skips += 1
-        self.consecutive_skips += 1
-        where = f"update {update_num + 1}: {error}"
-        if self.cfg.node_budget_action == "raise":
-            raise NODETrainingStopped(f"{where} (--node-budget-action raise)") from error
-        if self.consecutive_skips >= self.cfg.node_max_consecutive_skips:
-            raise NODETrainingStopped(
-                f"{self.consecutive_skips} consecutive batches exceeded the solver budget, last at {where}; "
-                f"the dynamics have likely blown up (raise --node-max-num-steps or the tolerances, "
-                f"or lower the learning rate). Stopping (--node-max-consecutive-skips "
-                f"{self.cfg.node_max_consecutive_skips})."
-            ) from error
-        logger.warning(f"skipping batch at {where}")
-        optimizer.zero_grad()
-        self.update_has_gradients = False
-        return 0.0, 0, {"node_budget_skips": 1}
-
-    def optimizer_step(self, optimizer, model, update_num):
-        if not self.update_has_gradients:
-            return  # every batch since the gradients were zeroed was skipped: change nothing
-        self.consecutive_skips = 0
-        super().optimizer_step(optimizer, model, update_num)
-
-    # -- validation and generation ---------------------------------------------------------------
-
-    def valid_step(self, sample, model, criterion):
-        nfe.reset(model)
-        try:
-            loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
-        except ODESolveError as error:
-            logger.warning(f"validation batch not scored: {error}")
-            return 0.0, 0, {"node_budget_skips": 1}
-        logging_output.update(nfe.collect(model, backward=False))
-        return loss, sample_size, logging_output
-
-    def reduce_metrics(self, logging_outputs, criterion):
-        skips = sum(log.get("node_budget_skips", 0) for log in logging_outputs)
-        if skips:
-            metrics.log_scalar_sum("node_budget_skips", skips, round=0)
-        scored = [log for log in logging_outputs if "node_budget_skips" not in log]
-        if scored:
-            super().reduce_metrics(scored, criterion)
-            nfe.log_metrics(scored)
-            regularisation.log_metrics(scored)
 
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
         for model in models:
@@ -152,18 +59,3 @@ class NODETranslationTask(TranslationTask):
         per_sentence = {nfe.SIDES[side]: counts[side] / n for side in nfe.SIDES if counts[side]}
         if per_sentence:
             print(nfe.format_generation_nfe(n, per_sentence, counts["steps"] / n), flush=True)
-
-    # -- checkpoints ------------------------------------------------------------------------------
-
-    def state_dict(self):
-        return {**super().state_dict(), "node_budget": {"total_skips": self.total_skips,
-                                                         "consecutive_skips": self.consecutive_skips},
-                patience.STATE_KEY: patience.state()}
-
-    def load_state_dict(self, state_dict):
-        state_dict = dict(state_dict)
-        budget = state_dict.pop("node_budget", {})
-        state_dict.pop(patience.STATE_KEY, None)  # restored when training resumes, not when loading a model
-        self.total_skips = budget.get("total_skips", 0)
-        self.consecutive_skips = budget.get("consecutive_skips", 0)
-        super().load_state_dict(state_dict)
