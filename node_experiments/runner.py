@@ -250,8 +250,10 @@ class Runner:
 
     def translate_final(self, run: RunDir, stopped):
         """Translate the run's final model, if it has one: (translation, stopped with any failure added)."""
+        if not self.subsets:
+            return {}, stopped
         checkpoint = self.budget.final_checkpoint(run)
-        if not self.subsets or not checkpoint.is_file():
+        if not checkpoint.is_file():
             return {}, stopped
         print(f"{run.name}: translating {' '.join(self.subsets)} with {checkpoint.name}", flush=True)
         try:
