@@ -13,7 +13,7 @@ from fairseq.models.roberta.model import base_architecture as roberta_base_archi
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 
 from ..options import NodeSettings, add_node_args, fill_node_defaults
-from .node_transformer import MISSING_TASK_WARNING, NODETransformerEncoder
+from .node_transformer import MISSING_TASK_WARNING, NODETransformerEncoder, unapplied_regulariser
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class NODERobertaEncoder(RobertaEncoder):
     def build_encoder(self, args, dictionary, embed_tokens):
         if not args.node_encoder:
             return super().build_encoder(args, dictionary, embed_tokens)
-        encoder = NODETransformerEncoder(args, dictionary, embed_tokens, NodeSettings.from_args(args))
+        encoder = NODETransformerEncoder(args, dictionary, embed_tokens, args._node_settings)
         encoder.apply(init_bert_params)
         return encoder
 
@@ -74,7 +74,7 @@ class NODERobertaModel(RobertaModel):
     @classmethod
     def build_model(cls, args, task):
         node_roberta_architecture(args)
-        NodeSettings.from_args(args)  # every --node-* check, before anything is built
+        settings = NodeSettings.from_args(args)  # every --node-* check, before anything is built
         check_node_roberta_args(args)
         owns_policies = getattr(task, "owns_node_policies", False)
         if args.node_encoder and not owns_policies:
@@ -83,12 +83,14 @@ class NODERobertaModel(RobertaModel):
             if not hasattr(args, "tokens_per_sample"):
                 args.tokens_per_sample = task.max_positions()
             args.max_positions = args.tokens_per_sample
-        model = cls(args, NODERobertaEncoder(args, task.source_dictionary))
-        model.unapplied_regularisers = None
-        if args.node_encoder and not owns_policies and (args.node_kinetic_reg is not None
-                                                         or args.node_jacobian_reg is not None):
-            model.unapplied_regularisers = "--node-kinetic-reg" if args.node_kinetic_reg is not None \
-                else "--node-jacobian-reg"
+        # The settings reach the encoder through args, as in node_transformer; they leave args afterwards: a
+        # checkpoint holds options, not objects.
+        args._node_settings = settings
+        try:
+            model = cls(args, NODERobertaEncoder(args, task.source_dictionary))
+        finally:
+            del args._node_settings
+        model.unapplied_regularisers = unapplied_regulariser(settings, owns_policies)
         return model
 
     def forward(self, *args, **kwargs):

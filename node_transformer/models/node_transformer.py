@@ -23,6 +23,14 @@ MISSING_TASK_WARNING = (
 )
 
 
+def unapplied_regulariser(settings, owns_policies):
+    """The regulariser flag a model built by a task without the NODE policies could not add to its loss:
+    generating from such a checkpoint is fine, training with it is not. None when there is none."""
+    if not settings.regularisers or owns_policies:
+        return None
+    return "--node-kinetic-reg" if settings.kinetic_reg is not None else "--node-jacobian-reg"
+
+
 def _one_layer_prenorm(args, side):
     """Args for a NODE side: one 'layer' (the ODE block) and a final layer norm after it."""
     args = copy.copy(args)
@@ -90,10 +98,7 @@ class NODETransformerModel(TransformerModel):
             model = super().build_model(args, task)
         finally:
             del args._node_settings
-        # Generating from a regularised checkpoint with another task is fine; training with it is not.
-        model.unapplied_regularisers = None
-        if settings.regularisers and not owns_policies:
-            model.unapplied_regularisers = "--node-kinetic-reg" if settings.kinetic_reg is not None else "--node-jacobian-reg"
+        model.unapplied_regularisers = unapplied_regulariser(settings, owns_policies)
         return model
 
     def forward(self, *args, **kwargs):
