@@ -20,7 +20,7 @@ EARLY_STOP_LINE = "early stop since valid performance hasn't improved"
 TEST_SETS = ("test2016_flickr", "test2017_flickr", "test2017_mscoco")  # scripts/score.py's names
 SKIP_AT = re.compile(r"skipping batch at update (\d+)")
 TRAIN_COLUMNS = ("loss", "nll_loss", "lr", *NFE_KEYS, *REGULARISER_KEYS, BUDGET_SKIPS_KEY)
-VALID_COLUMNS = ("loss", "nll_loss", *NFE_KEYS)
+VALID_COLUMNS = ("loss", "nll_loss", "accuracy", *NFE_KEYS)  # accuracy: sentence prediction
 
 
 @dataclass

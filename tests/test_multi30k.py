@@ -239,3 +239,28 @@ def test_a_run_that_recorded_no_data(trained_run, tmp_path, monkeypatch):
         hub.load(old)
     code, _, err = translate_script(old, "--data", tmp_path / "nowhere", stdin=b"A dog.\n")
     assert code != 0 and "nowhere" in err
+
+
+def test_a_shipped_model_translates_as_its_run_without_optimiser_state(trained_run, tmp_path):
+    import torch
+
+    from node_experiments.ship import ShipError, ship
+    from node_transformer import hub
+
+    shipped = ship(trained_run, tmp_path / "models" / "rk4", checkpoint="checkpoint_best.pt")
+    original = trained_run / "checkpoints" / "checkpoint_best.pt"
+    state = torch.load(shipped, map_location="cpu")
+    assert "last_optimizer_state" not in state and shipped.stat().st_size < original.stat().st_size / 2
+    model_dir = tmp_path / "models" / "rk4"
+    assert (model_dir / "data" / "bpe.codes").read_bytes() == (trained_run / "data" / "bpe.codes").read_bytes()
+    expected = hub.load(trained_run).translate([EXAMPLE, "A dog runs."])
+    assert hub.load(model_dir).translate([EXAMPLE, "A dog runs."]) == expected
+    code, out, err = translate_script(model_dir, stdin=(EXAMPLE + "\nA dog runs.\n").encode())
+    assert code == 0 and out.splitlines() == expected, err
+    assert "# node_fast_rk4" in (model_dir / "MODEL.md").read_text()
+    for kwargs, message in (({"out": model_dir}, "exists: ship into a new directory"),
+                            ({"out": tmp_path / "big", "max_mb": 0.01}, "MB without optimiser state, over --max-mb 0.01"),
+                            ({"out": tmp_path / "none", "checkpoint": "checkpoint_9.pt"}, "no checkpoint checkpoint_9.pt")):
+        with pytest.raises(ShipError, match=message):
+            ship(trained_run, **{"checkpoint": "checkpoint_best.pt", **kwargs})
+    assert not (tmp_path / "big").exists() and not (tmp_path / "none").exists()  # nothing half-shipped

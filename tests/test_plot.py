@@ -86,6 +86,12 @@ def test_notebook_runs_headless(runs, tmp_path):
             assert_image(out / section / f"{name}.png")
     images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 4
+    # the ODE BERT section, from the comparison's committed records (benchmarks/odebert.py)
+    tables = "".join(o.get("data", {}).get("text/markdown", "") for cell in notebook.cells
+                     for o in cell.get("outputs", []))
+    assert "### The ODE BERT:" in tables and "| mlm_node_layer_tiny |" in tables
+    for name in ("best_valid_loss_vs_updates", "nfe"):
+        assert_image(out / "odebert" / f"{name}.png")
 
 
 def test_a_whole_study_gets_a_colour_per_run(runs, tmp_path):

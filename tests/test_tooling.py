@@ -14,7 +14,7 @@ from node_experiments.runner import (CAP_FLAG, RESULT_FILE, Experiment, Runner, 
 from node_experiments.training_log import Training
 
 LIGHT_TOOLS = ["experiment_config", "training_log", "study_record", "study_conclusions", "run_dir", "runner",
-               "report", "scoring", "length_bound", "plot"]
+               "report", "scoring", "length_bound", "plot", "odebert_report"]
 
 
 def imported_after(statement):
