@@ -77,19 +77,8 @@ def fine_tuning(args):
 def run_and_record(runner, experiments, records_dir):
     """Train each experiment (or keep its finished result) and write its record (train and valid curves,
     NFE, clean seconds per update) to RECORDS_DIR."""
-    from node_experiments import study_record
-    from node_experiments.report import machine
-
     for experiment, result in zip(experiments, runner.run_all(experiments)):
-        path = Path(records_dir) / f"{experiment.name}.json"
-        if path.is_file():  # a kept run keeps its record, with the machine it was measured on
-            kept = study_record.StudyRecord.from_json(path.read_text())
-            if (kept.fingerprint, kept.updates) == (result.fingerprint, result.updates):
-                continue
-        record = study_record.record_from_log(
-            experiment.name, runner.flags(experiment), runner.run_dir(experiment).log_text(), {},
-            stopped=result.stopped, machine=machine(), fingerprint=result.fingerprint)
-        study_record.write(record, records_dir)
+        runner.record(experiment, result, records_dir)
 
 
 def report(out):

@@ -28,18 +28,33 @@ def interval_checkpoints(directory) -> List[Path]:
     return [path for _, path in sorted(found)]
 
 
+def load_checkpoint(path) -> dict:
+    """A fairseq checkpoint as saved, under torch's safe loading (the plugin's allow-list)."""
+    from node_transformer import checkpoint_safety  # noqa: F401  (fairseq checkpoints under torch's safe loading)
+
+    # torch.load as saved (fairseq's loader would turn its cfg into an OmegaConf object, which safe
+    # loading then refuses to read back)
+    return torch.load(path, map_location="cpu")
+
+
+def save_model(state, out):
+    """Writes the checkpoint STATE to OUT without its optimiser state: a model to translate with, not one to
+    resume from. Never a half-written file where a translation looks for one."""
+    state.pop("last_optimizer_state", None)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(str(out) + ".part")
+    torch.save(state, partial)
+    partial.replace(out)
+
+
 def average_checkpoints(paths, out):
     """Writes the mean of the checkpoints' model weights to OUT (a fairseq checkpoint without optimiser
     state); returns the names of the checkpoints it averaged."""
-    from node_transformer import checkpoint_safety  # noqa: F401  (fairseq checkpoints under torch's safe loading)
-
     if not paths:
         raise AveragingError("no checkpoints to average")
     total, newest = None, None
     for path in paths:
-        # torch.load as saved (fairseq's loader would turn its cfg into an OmegaConf object, which safe
-        # loading then refuses to read back)
-        newest = torch.load(path, map_location="cpu")
+        newest = load_checkpoint(path)
         weights = newest["model"]
         if total is None:
             total = {name: value.double() for name, value in weights.items()}
@@ -49,12 +64,8 @@ def average_checkpoints(paths, out):
             for name, value in weights.items():
                 total[name] += value.double()
     newest["model"] = {name: (value / len(paths)).to(newest["model"][name].dtype) for name, value in total.items()}
-    newest.pop("last_optimizer_state", None)
     newest["averaged_checkpoints"] = [Path(path).name for path in paths]
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(str(out) + ".part")
-    torch.save(newest, partial)
-    partial.replace(out)  # never a half-written model where a translation looks for one
+    save_model(newest, out)
     return [Path(path).name for path in paths]
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .report import Table
-from .study_record import StudyRecord, read_all
-from .training_log import NFE_KEYS
+from .study_record import StudyRecord, first_to_last, read_all
+from .training_log import NFE_KEYS, last_common_validation
 
 SETTINGS_FILE = "odebert.json"
 RECORDS = Path("odebert") / "records"
@@ -49,13 +49,6 @@ def read_records(out) -> Dict[str, StudyRecord]:
     return read_all(Path(out) / RECORDS)
 
 
-def equal_update(records: List[StudyRecord], every) -> Optional[int]:
-    """The last scheduled validation (a multiple of EVERY) every record reached; a run that reached none is
-    left out, so that its cell stays empty instead of emptying the column."""
-    reached = [max((u for u in r.valid.updates if u % every == 0), default=0) for r in records]
-    return min((u for u in reached if u > 0), default=None)
-
-
 def value_at(record: StudyRecord, column, update) -> Optional[float]:
     updates, values = record.valid.column(column)
     return dict(zip(updates, values)).get(update)
@@ -67,21 +60,15 @@ def last_value(record: StudyRecord, column) -> Optional[float]:
 
 
 def nfe_first_to_last(record: StudyRecord) -> str:
-    cells = []
-    for key in NFE_KEYS:
-        _, values = record.train.column(key)
-        if values:
-            cells.append(f"{key[4:].replace('_', ' ')} {values[0]:.0f}→{values[-1]:.0f}")
+    cells = [f"{key[4:].replace('_', ' ')} {span}" for key in NFE_KEYS if (span := first_to_last(record.train, key))]
     return ", ".join(cells) or "-"
 
 
 def _best(record: StudyRecord) -> str:
     """The lowest validation loss and where; a small corpus overfits within the budget, so the end can be worse."""
-    updates, losses = record.valid.column("loss")
-    if not losses:
+    if record.best_valid_loss is None:
         return "-"
-    loss, update = min(zip(losses, updates))
-    return f"{loss:.3f} ({update})"
+    return f"{record.best_valid_loss:.3f} ({record.best_at_update})"
 
 
 def _number(value, digits):
@@ -91,7 +78,7 @@ def _number(value, digits):
 def table(settings: Settings, records: Dict[str, StudyRecord]) -> Table:
     """The comparison's table from its records; a config whose record is missing is named as such."""
     pretrained = [records[name] for name in settings.configs if name in records]
-    at_update = equal_update(pretrained, settings.validate_every)
+    at_update = last_common_validation([r.valid.updates for r in pretrained], settings.validate_every)
     rows = []
     for name, twin in zip(settings.configs, settings.twins):
         record, tuned = records.get(name), records.get(twin)

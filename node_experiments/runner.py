@@ -29,7 +29,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 from .experiment_config import config_path, flag_words, read_flag_groups
 from .length_bound import FLAGS as TRANSLATION_FLAGS
 from .run_dir import RunDir, TranslationError
-from .training_log import Training, best_point, last_session
+from .study_record import StudyRecord, record_from_log
+from .study_record import write as write_record
+from .training_log import Training, best_point, last_common_validation, last_session
 
 RESULT_FILE = "study_result.json"  # in a run directory: the runner's result of it
 STARTED_FILE = "study_started_as"  # the fingerprint a run was started with: only such a run is resumed
@@ -316,6 +318,26 @@ class Runner:
                     after_each(experiment, results[-1])
             return results
 
+    def record(self, experiment: Experiment, result: RunResult, directory) -> StudyRecord:
+        """DIRECTORY/NAME.json, the compact record of the experiment's RESULT (study_record); an existing record
+        of the same fingerprint, updates and translation (a kept experiment) is kept as it is, with the
+        machine it was measured on."""
+        from .report import machine
+
+        path = Path(directory) / f"{experiment.name}.json"
+        if path.is_file():
+            kept = StudyRecord.from_json(path.read_text())
+            if (kept.fingerprint, kept.updates, kept.translation) == (result.fingerprint, result.updates,
+                                                                      result.translation):
+                return kept
+        run = self.run_dir(experiment)
+        record = record_from_log(
+            experiment.name, self.flags(experiment), run.log_text(), result.translation, stopped=result.stopped,
+            final_model=AVERAGED if run.checkpoint(AVERAGED).is_file() else "", machine=machine(),
+            fingerprint=result.fingerprint)
+        write_record(record, directory)
+        return record
+
 
 def check_experiments(names) -> Optional[str]:
     """What is wrong with a list of experiments named on a command line, or None."""
@@ -329,8 +351,5 @@ def check_experiments(names) -> Optional[str]:
 
 
 def common_update(results: Sequence[RunResult], every) -> Optional[int]:
-    """The last validation every run reached (updates, a multiple of ``every``): losses there compare what
-    the runs learnt per update, whatever an update cost. A run too slow to reach its first such validation
-    is left out (its cell stays empty); None when no run reached one."""
-    reached = [max((u for _, u, _ in r.curve if u % every == 0), default=0) for r in results]
-    return min((u for u in reached if u > 0), default=None)
+    """training_log.last_common_validation of the results' curves."""
+    return last_common_validation([[point[1] for point in r.curve] for r in results], every)

@@ -26,19 +26,16 @@ class ShipError(ValueError):
 
 def weights_only(checkpoint, out):
     """Writes CHECKPOINT (a fairseq checkpoint, loaded safely) to OUT without its optimiser state."""
-    import torch
+    from .averaging import load_checkpoint, save_model
 
-    from node_transformer import checkpoint_safety  # noqa: F401  (fairseq checkpoints under torch's safe loading)
-
-    state = torch.load(checkpoint, map_location="cpu")
-    state.pop("last_optimizer_state", None)
+    state = load_checkpoint(checkpoint)
     state["shipped_from"] = str(Path(checkpoint).name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, out)
+    save_model(state, out)
 
 
 def model_card(run: RunDir, checkpoint: Path, record=None) -> str:
-    lines = [f"# {record.experiment if record else run.name}", "",
+    name = record.experiment if record else run.name
+    lines = [f"# {name}", "",
              f"Shipped from `{run.name}/checkpoints/{checkpoint.name}` by `python -m node_experiments.ship`: model "
              "weights only (no optimiser state: translate with it, do not resume from it).", ""]
     if record is not None:
@@ -52,7 +49,7 @@ def model_card(run: RunDir, checkpoint: Path, record=None) -> str:
                       for name, score in record.translation.items() if "tokenized_bleu" in score]
             lines.append("")
     lines += ["```bash", "echo 'A man in a blue shirt is playing the guitar.' | scripts/translate.sh "
-              f"models/{record.experiment if record else run.name}", "```"]
+              f"models/{name}", "```"]
     return "\n".join(lines) + "\n"
 
 

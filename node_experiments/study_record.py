@@ -150,7 +150,8 @@ def equal_update(records) -> Optional[int]:
     return min(reached) if reached else None
 
 
-def _first_to_last(curves, key):
+def first_to_last(curves, key) -> Optional[str]:
+    """'first→last' of a column's logged values, or None where it was never logged."""
     _, values = curves.column(key)
     return f"{values[0]:.0f}→{values[-1]:.0f}" if values else None
 
@@ -169,7 +170,7 @@ def table_columns_and_rows(records):
         updates, losses = r.valid.column("loss")
         equal = dict(zip(updates, losses)).get(at_update)
         nfe = {direction: ", ".join(f"{side} {cell}" for side in ("enc", "dec")
-                                    if (cell := _first_to_last(r.train, f"nfe_{side}_{direction}")))
+                                    if (cell := first_to_last(r.train, f"nfe_{side}_{direction}")))
                for direction in ("fwd", "bwd")}
         speed = scores[0].get("sentences_per_second") if scores[0] else None
         rows.append([

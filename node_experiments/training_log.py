@@ -111,6 +111,14 @@ def best_point(curve) -> Optional[ValidPoint]:
     return ValidPoint(*min(curve, key=lambda point: point[2])) if curve else None
 
 
+def last_common_validation(validated_updates, every) -> Optional[int]:
+    """The last validation every run reached (updates, a multiple of ``every``), from each run's validated
+    updates: losses there compare what the runs learnt per update, whatever an update cost. A run too slow
+    to reach its first such validation is left out (its cell stays empty); None when no run reached one."""
+    reached = [max((u for u in updates if u % every == 0), default=0) for updates in validated_updates]
+    return min((u for u in reached if u > 0), default=None)
+
+
 def loss_at_update(curve, update):
     """The validation loss logged at exactly ``update`` updates, or None."""
     return next((point.loss for point in map(ValidPoint._make, curve) if point.updates == update), None)

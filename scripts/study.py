@@ -172,28 +172,6 @@ def table_rows(results, subsets, at_update):
     return rows
 
 
-def write_record(experiment, result, args):
-    """OUT/records/NAME.json for a converged run's RESULT; an existing record of the same fingerprint (a
-    kept experiment) is kept as it is, with the machine it was measured on."""
-    from node_experiments import study_record
-    from node_experiments.report import machine
-    from node_experiments.runner import AVERAGED
-
-    path = args.out / RECORDS / f"{experiment.name}.json"
-    if path.is_file():
-        record = study_record.StudyRecord.from_json(path.read_text())
-        if (record.fingerprint, record.updates, record.translation) == (result.fingerprint, result.updates,
-                                                                        result.translation):
-            return record
-    run = runner_of(args, ()).run_dir(experiment)
-    record = study_record.record_from_log(
-        experiment.name, runner_of(args, ()).flags(experiment), run.log_text(), result.translation,
-        stopped=result.stopped, final_model=AVERAGED if run.checkpoint(AVERAGED).is_file() else "",
-        machine=machine(), fingerprint=result.fingerprint)
-    study_record.write(record, args.out / RECORDS)
-    return record
-
-
 def recorded(out):
     """Every record in OUT/records, in the plan's order and then by name: the report covers the whole study,
     not only the experiments of the last call."""
@@ -302,12 +280,14 @@ def main(argv=None):
 
     subsets = list(SUBSETS) if args.all_test_sets or args.converged else ["test"]
 
+    runner = runner_of(args, subsets)
+
     def record_as_it_ends(experiment, result):  # a study of days leaves its results on the way
-        write_record(experiment, result, args)
+        runner.record(experiment, result, args.out / RECORDS)
         write_converged_report(recorded(args.out), args.out)
 
     try:
-        results = runner_of(args, subsets).run_all(args.runs, record_as_it_ends if args.converged else None)
+        results = runner.run_all(args.runs, record_as_it_ends if args.converged else None)
     except RunnerError as error:
         print(f"study: {error}", file=sys.stderr)
         return 2

@@ -14,9 +14,9 @@ def record(name, valid, train=None, status="training", seconds_per_update=1.0):
         columns = sorted({c for row in rows.values() for c in row})
         return Curves(updates, {c: [rows[u].get(c) for u in updates] for c in columns})
 
-    updates = max(valid) if valid else 0
-    return StudyRecord(experiment=name, flags=[], status=status, updates=updates, best_valid_loss=None,
-                       best_at_update=None, seconds_per_update=seconds_per_update, train_hours=0.1,
+    best_at = min((u for u in valid if "loss" in valid[u]), key=lambda u: valid[u]["loss"])
+    return StudyRecord(experiment=name, flags=[], status=status, updates=max(valid), best_valid_loss=valid[best_at]["loss"],
+                       best_at_update=best_at, seconds_per_update=seconds_per_update, train_hours=0.1,
                        train=curves(train or {}), valid=curves(valid), budget_skips=[], translation={},
                        machine="test machine")
 
