@@ -47,6 +47,17 @@ def save_model(state, out):
     partial.replace(out)
 
 
+def tied_as_in(saved, weights):
+    """WEIGHTS with the names that share one tensor in SAVED (tied weights: --share-all-embeddings ties the
+    encoder's and decoder's embeddings and the output projection) sharing one tensor again, so that the file
+    holds each once, as fairseq's own checkpoints do."""
+    first_of = {}
+    for name, value in saved.items():
+        view = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape), value.stride())
+        weights[name] = weights[first_of.setdefault(view, name)]
+    return weights
+
+
 def average_checkpoints(paths, out):
     """Writes the mean of the checkpoints' model weights to OUT (a fairseq checkpoint without optimiser
     state); returns the names of the checkpoints it averaged."""
@@ -63,7 +74,8 @@ def average_checkpoints(paths, out):
         else:
             for name, value in weights.items():
                 total[name] += value.double()
-    newest["model"] = {name: (value / len(paths)).to(newest["model"][name].dtype) for name, value in total.items()}
+    newest["model"] = tied_as_in(newest["model"], {name: (value / len(paths)).to(newest["model"][name].dtype)
+                                                   for name, value in total.items()})
     newest["averaged_checkpoints"] = [Path(path).name for path in paths]
     save_model(newest, out)
     return [Path(path).name for path in paths]

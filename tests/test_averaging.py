@@ -37,6 +37,21 @@ def test_the_newest_interval_checkpoints_are_averaged_in_float64_without_optimis
     assert not list(out.parent.glob("*.part"))
 
 
+def test_tied_weights_stay_tied_so_the_average_is_as_small_as_a_checkpoint(tmp_path):
+    for update in (100, 200):
+        embedding = torch.full((1000, 16), update / 100)
+        torch.save({"model": {"encoder.embed": embedding, "decoder.embed": embedding, "decoder.out": embedding,
+                              "decoder.bias": torch.full((1000, 16), update / 100)}}, tmp_path / f"checkpoint_1_{update}.pt")
+    out = tmp_path / "averaged.pt"
+    average_last(tmp_path, 2, out)
+    averaged = torch.load(out)["model"]
+    assert averaged["encoder.embed"] is averaged["decoder.embed"] is averaged["decoder.out"]
+    assert averaged["decoder.bias"] is not averaged["encoder.embed"]
+    assert torch.equal(averaged["decoder.out"], torch.full((1000, 16), 1.5))
+    assert torch.equal(averaged["decoder.bias"], averaged["decoder.out"])
+    assert out.stat().st_size < 2.2 * 1000 * 16 * 4  # two tensors of 64 kB, not four
+
+
 def test_what_cannot_be_averaged_says_why(tmp_path):
     with pytest.raises(AveragingError, match="no interval checkpoints"):
         average_last(tmp_path, 10, tmp_path / "out.pt")
