@@ -144,8 +144,10 @@ def test_every_experiment_a_conclusion_or_section_reads_is_in_the_plan_and_has_a
     read |= {name for names in sc.SECTIONS.values() for name in names}
     assert read <= planned, read - planned
     assert all((REPO / "configs" / f"{name}.args").is_file() for name in planned)
-    plateau = next(names for cap, names in study.CONVERGED_PLAN if cap is None)
+    plateau = {name for cap, names in study.CONVERGED_PLAN if cap is None for name in names}
     assert sc.LAYER_EXPERIMENT in plateau  # the layer function's row is decided at its plateau
+    assert {"transformer_tiny", "transformer_1layer", "node_separated_aug1", "node_full_tol1e-2"} <= plateau
+    assert len(planned) == sum(len(names) for _, names in study.CONVERGED_PLAN)  # each experiment planned once
 
 
 def test_the_layer_row_compares_with_the_classic_1_layer(records):
