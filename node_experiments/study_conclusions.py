@@ -308,10 +308,29 @@ def check(records: Dict[str, StudyRecord]) -> List[Conclusion]:
     return checked
 
 
-def markdown(conclusions: List[Conclusion], figures: str = "figures") -> str:
-    lines = ["| # | conclusion (2019's, unless the row says otherwise) | verdict | evidence | decided by | figure |", "|---|---|---|---|---|---|"]
+def markdown(conclusions: List[Conclusion], figures: str = "figures", rules: bool = True) -> str:
+    """The conclusions as a Markdown table, each figure linked under FIGURES; without RULES, the short form
+    (no "decided by" column) of the README."""
+    header = ["#", "conclusion (2019's, unless the row says otherwise)", "verdict", "evidence"] + \
+        (["decided by"] if rules else []) + ["figure"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for c in conclusions:
         figure = f"[{c.figure}]({figures}/{c.figure})" if c.figure and c.verdict != NOT_TESTABLE else "-"
-        lines.append(f"| {c.number} | {c.claim} | **{c.verdict}** | {c.evidence} | {c.rule} | {figure} |")
+        cells = [c.number, c.claim, f"**{c.verdict}**", c.evidence] + ([c.rule] if rules else []) + [figure]
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+# The README's copy of the table sits between these lines; scripts/study.sh --report rewrites it.
+README_BEGIN = "<!-- the converged study's conclusions: written by scripts/study.sh --report -->"
+README_END = "<!-- end of the converged study's conclusions -->"
+
+
+def in_readme(readme: str, conclusions: List[Conclusion], figures: str) -> str:
+    """README (its text) with the table between README_BEGIN and README_END replaced by the short form of
+    CONCLUSIONS."""
+    begin, end = readme.find(README_BEGIN), readme.find(README_END)
+    if begin < 0 or end < begin:
+        raise ValueError(f"the README has no block between {README_BEGIN!r} and {README_END!r}")
+    return readme[:begin + len(README_BEGIN)] + "\n" + markdown(conclusions, figures, rules=False) + readme[end:]
 

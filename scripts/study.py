@@ -219,10 +219,15 @@ def write_converged_report(records, out):
                                     ("png",))
     for path in figures:
         print(path)
-    conclusions = study_conclusions.markdown(study_conclusions.check(by_name), FIGURES)
+    checked = study_conclusions.check(by_name)
+    conclusions = study_conclusions.markdown(checked, FIGURES)
     (out / "conclusions.md").write_text(
         "### The conclusions, checked against the converged study's records\n\n" + conclusions +
         "\nRules: node_experiments/study_conclusions.py. Rebuilt with scripts/study.sh --report.\n")
+    if out.resolve() == (REPO / "benchmarks" / "results" / "converged").resolve():  # this checkout's results
+        readme = REPO / "README.md"
+        readme.write_text(study_conclusions.in_readme(readme.read_text(), checked,
+                                                      f"benchmarks/results/converged/{FIGURES}"))
     print(conclusions)
 
 

@@ -160,3 +160,25 @@ def test_the_layer_row_compares_with_the_classic_1_layer(records):
     assert "transformer_tiny 2.200 (+0.750)" in row.evidence
     records[sc.LAYER_EXPERIMENT].best_valid_loss = 3.01
     assert by_number(sc.check(records))["layer"].verdict == sc.REFUTED
+
+
+def test_the_readme_block_is_replaced_and_a_readme_without_one_is_named(records):
+    checked = sc.check(records)
+    readme = f"# title\n\nbefore\n{sc.README_BEGIN}\nold table\n{sc.README_END}\nafter\n"
+    updated = sc.in_readme(readme, checked, "benchmarks/results/converged/figures")
+    assert updated.startswith(f"# title\n\nbefore\n{sc.README_BEGIN}\n| # |")
+    assert updated.endswith(f"|\n{sc.README_END}\nafter\n") and "old table" not in updated
+    assert "decided by" not in updated and "decided by" in sc.markdown(checked)
+    assert sc.in_readme(updated, checked, "benchmarks/results/converged/figures") == updated
+    with pytest.raises(ValueError, match="the README has no block"):
+        sc.in_readme("# title\n", checked, "figures")
+
+
+def test_the_readmes_conclusions_are_those_of_the_committed_records():
+    from helpers import REPO
+    from node_experiments.study_record import read_all
+
+    records = read_all(REPO / "benchmarks" / "results" / "converged" / "records")
+    readme = (REPO / "README.md").read_text()
+    assert sc.in_readme(readme, sc.check(records), "benchmarks/results/converged/figures") == readme, \
+        "README.md's conclusions are stale: run scripts/study.sh --report"
