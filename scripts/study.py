@@ -66,6 +66,7 @@ CONVERGED_PLAN = [
     (2000, ["transformer_6layer", "node_full_tol1e-3", "node_full_aug1"]),
 ]
 SUBSETS = {"test": "test2016_flickr", "test1": "test2017_flickr", "test2": "test2017_mscoco"}
+CONVERGED_OUT = REPO / "benchmarks" / "results" / "converged"  # --converged's default OUT; the README copies its table
 RECORDS = "records"  # OUT/records/NAME.json: a converged run's StudyRecord, all that --report reads
 FIGURES = "figures"  # OUT/figures/*.png under --converged
 
@@ -111,7 +112,7 @@ def parse_args(argv=None):
         parser.error(f"--minutes must be positive, got {args.minutes:g}")
     args.converged = args.minutes is None
     args.work = args.work or RUNS / ("converged" if args.converged else "study")
-    args.out = args.out or REPO / "benchmarks" / "results" / ("converged" if args.converged else "")
+    args.out = args.out or (CONVERGED_OUT if args.converged else REPO / "benchmarks" / "results")
     if args.report:
         if not args.converged:
             parser.error("--report rebuilds the converged study's table; it is not allowed with --minutes")
@@ -224,11 +225,18 @@ def write_converged_report(records, out):
     (out / "conclusions.md").write_text(
         "### The conclusions, checked against the converged study's records\n\n" + conclusions +
         "\nRules: node_experiments/study_conclusions.py. Rebuilt with scripts/study.sh --report.\n")
-    if out.resolve() == (REPO / "benchmarks" / "results" / "converged").resolve():  # this checkout's results
-        readme = REPO / "README.md"
-        readme.write_text(study_conclusions.in_readme(readme.read_text(), checked,
-                                                      f"benchmarks/results/converged/{FIGURES}"))
+    if out.resolve() == CONVERGED_OUT.resolve():  # this checkout's results
+        (REPO / "README.md").write_text(readme_with_conclusions(checked))
     print(conclusions)
+
+
+def readme_with_conclusions(checked) -> str:
+    """README.md's text with its conclusions table (study_conclusions.in_readme) that of CHECKED, its figures
+    linked under CONVERGED_OUT."""
+    from node_experiments import study_conclusions
+
+    return study_conclusions.in_readme((REPO / "README.md").read_text(), checked,
+                                       f"{CONVERGED_OUT.relative_to(REPO)}/{FIGURES}")
 
 
 def write_results(results, args, subsets):

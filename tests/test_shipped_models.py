@@ -24,13 +24,12 @@ def test_the_readme_translates_with_a_shipped_model():
 
 @pytest.mark.parametrize("model", MODELS, ids=[m.name for m in MODELS])
 def test_a_shipped_model_is_small_and_weights_only(model):
-    import torch
+    from node_experiments.averaging import load_checkpoint
+    from node_experiments.ship import DEFAULT_MAX_MB, SHIPPED
 
-    from node_transformer import checkpoint_safety  # noqa: F401
-
-    checkpoint = model / "checkpoints" / "checkpoint_best.pt"
-    assert checkpoint.stat().st_size <= 8 * 2**20
-    assert "last_optimizer_state" not in torch.load(checkpoint, map_location="cpu")
+    checkpoint = model / "checkpoints" / SHIPPED
+    assert checkpoint.stat().st_size <= DEFAULT_MAX_MB * 2**20
+    assert "last_optimizer_state" not in load_checkpoint(checkpoint)
     assert (model / "MODEL.md").is_file() and (model / "data" / "prepared.json").is_file()
 
 

@@ -131,7 +131,8 @@ def test_a_record_without_the_numbers_a_row_reads_leaves_it_undecided(records):
     assert checked["2"].evidence == "transformer_1layer logged no validation or speed yet"
 
 
-def test_every_experiment_a_conclusion_or_section_reads_is_in_the_plan_and_has_a_config():
+def study_script():
+    """scripts/study.py as a module."""
     import importlib.util
 
     from helpers import REPO
@@ -139,6 +140,13 @@ def test_every_experiment_a_conclusion_or_section_reads_is_in_the_plan_and_has_a
     spec = importlib.util.spec_from_file_location("study", REPO / "scripts" / "study.py")
     study = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(study)
+    return study
+
+
+def test_every_experiment_a_conclusion_or_section_reads_is_in_the_plan_and_has_a_config():
+    from helpers import REPO
+
+    study = study_script()
     planned = {name for _, names in study.CONVERGED_PLAN for name in names}
     read = {name for template, _ in sc.CHECKS for name in template.experiments}
     read |= {name for names in sc.SECTIONS.values() for name in names}
@@ -178,7 +186,8 @@ def test_the_readmes_conclusions_are_those_of_the_committed_records():
     from helpers import REPO
     from node_experiments.study_record import read_all
 
-    records = read_all(REPO / "benchmarks" / "results" / "converged" / "records")
-    readme = (REPO / "README.md").read_text()
-    assert sc.in_readme(readme, sc.check(records), "benchmarks/results/converged/figures") == readme, \
+    study = study_script()
+    records = read_all(study.CONVERGED_OUT / study.RECORDS)
+    assert records, "no committed record"
+    assert study.readme_with_conclusions(sc.check(records)) == (REPO / "README.md").read_text(), \
         "README.md's conclusions are stale: run scripts/study.sh --report"
