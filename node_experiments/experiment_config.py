@@ -12,7 +12,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 INCLUDE_PREFIX = "@"
 
@@ -58,6 +58,12 @@ def config_path(name) -> Path:
 def flag_words(groups: Dict[str, List[str]]) -> List[str]:
     """{flag: its value words} as command-line words."""
     return [word for flag, values in groups.items() for word in (flag, *values)]
+
+
+def flag_value(words: List[str], flag, default=None) -> Optional[str]:
+    """The value word of FLAG in command-line WORDS (its last setting), or DEFAULT where it is not set."""
+    at = [i for i, word in enumerate(words[:-1]) if word == flag]
+    return words[at[-1] + 1] if at else default
 
 
 def read_flags(path) -> List[str]:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from .experiment_config import config_path, flag_words, read_flag_groups
+from .experiment_config import config_path, flag_value, flag_words, read_flag_groups
 from .length_bound import FLAGS as TRANSLATION_FLAGS
 from .run_dir import RunDir, TranslationError
 from .study_record import StudyRecord, record_from_log
@@ -162,7 +162,7 @@ def _fingerprint(flags, budget_key, subsets) -> str:
 
 def update_cap(flags) -> int:
     """The --max-update of a run's flags (0: none)."""
-    return int(flags[flags.index(CAP_FLAG) + 1]) if CAP_FLAG in flags else 0
+    return int(flag_value(flags, CAP_FLAG, 0))
 
 
 def stop_reason(log_text) -> str:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from .experiment_config import flag_value
 from .training_log import BUDGET_SKIPS_KEY, NFE_KEYS, REGULARISER_KEYS, Training, best_point, read_training
 
 EARLY_STOP_LINE = "early stop since valid performance hasn't improved"
@@ -68,8 +69,7 @@ class StudyRecord:
         """The NODE blocks' gradient mode, or "-" for a classic model."""
         if not any(flag in self.flags for flag in ("--node-encoder", "--node-decoder")):
             return "-"
-        words = self.flags
-        return words[words.index("--node-gradient") + 1] if "--node-gradient" in words else "adjoint"
+        return flag_value(self.flags, "--node-gradient", "adjoint")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=None, separators=(",", ":")) + "\n"

@@ -2,6 +2,7 @@
 one results table (Markdown and JSON) and the figures.
 
     scripts/study.sh [--converged | --minutes 10] [--all-test-sets] [EXPERIMENT ...]
+    scripts/study.sh --progress     # where each converged run stands, while the runner trains
 
 An EXPERIMENT is a config name (configs/NAME.args) or path; by default, under --converged, the plan
 (CONVERGED_PLAN: the main comparisons to their plateau, the single-factor variants and ablations to 3000
@@ -39,6 +40,8 @@ import os
 import sys
 from pathlib import Path
 
+from node_experiments.run_dir import SUBSETS  # fairseq's test set names -> the record's names
+
 REPO = Path(__file__).resolve().parents[1]
 RUNS = Path(os.environ.get("NODE_TRANSFORMER_RUNS", Path.home() / "node-transformer-runs"))
 SCHEDULE = REPO / "configs" / "base" / "converged_schedule.args"
@@ -65,7 +68,6 @@ CONVERGED_PLAN = [
     (3000, ["node_full_tol1e-2_2019bug"]),
     (2000, ["transformer_6layer", "node_full_tol1e-3", "node_full_aug1"]),
 ]
-SUBSETS = {"test": "test2016_flickr", "test1": "test2017_flickr", "test2": "test2017_mscoco"}
 CONVERGED_OUT = REPO / "benchmarks" / "results" / "converged"  # --converged's default OUT; the README copies its table
 RECORDS = "records"  # OUT/records/NAME.json: a converged run's StudyRecord, all that --report reads
 FIGURES = "figures"  # OUT/figures/*.png under --converged
@@ -100,6 +102,9 @@ def parse_args(argv=None):
                         help="--converged: the final model averages the N newest interval checkpoints (default 10)")
     parser.add_argument("--report", action="store_true",
                         help="--converged: rebuild OUT/study.md and OUT/figures from OUT/records alone (no training)")
+    parser.add_argument("--progress", action="store_true",
+                        help="--converged: print where each run stands in WORK (read from its log; nothing is "
+                             "trained or changed) and exit")
     parser.add_argument("--list", action="store_true", help="print the default experiments by group and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -138,9 +143,13 @@ def parse_args(argv=None):
     if problem:
         parser.error(f"{problem} (--list shows the study's experiments)")
     args.data = args.data or default_data()
+    args.runs = [Experiment.from_config(name, caps.get(name, args.max_update)) for name in args.experiments]
+    if args.progress:
+        if not args.converged:
+            parser.error("--progress watches the converged study's runs; it is not allowed with --minutes")
+        return args
     if check_data(args.data):
         parser.error(f"--data: {check_data(args.data)}")
-    args.runs = [Experiment.from_config(name, caps.get(name, args.max_update)) for name in args.experiments]
     return args
 
 
@@ -292,6 +301,12 @@ def main(argv=None):
     args = parse_args(argv)
     if args.report:
         write_converged_report([r for r in recorded(args.out) if r.experiment in set(args.experiments)], args.out)
+        return 0
+    if args.progress:
+        from node_experiments import study_progress
+
+        runner = runner_of(args, list(SUBSETS))
+        print(study_progress.markdown([study_progress.progress(runner, run) for run in args.runs], args.work), end="")
         return 0
     from node_experiments.runner import RunnerError
 
