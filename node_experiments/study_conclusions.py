@@ -209,6 +209,22 @@ def _bug_share(records, c):
         c.verdict = REPRODUCED if all(d > LEVEL for d in differences) else REFUTED
 
 
+def _kinetic_lowers_the_rise(records, c):
+    regularised, base = c.experiments
+    difference, evidence = _compare_at(records, regularised, base, EQUAL_UPDATES)
+    first = nfe_first(records[base], "nfe_dec_fwd")
+    nfe = {n: nfe_at(records[n], "nfe_dec_fwd", EQUAL_UPDATES) for n in (regularised, base)}
+    if None in nfe.values():
+        c.evidence = f"no decoder NFE logged up to update {EQUAL_UPDATES} yet"
+        return
+    c.evidence = (f"{base}'s decoder NFE {first:.1f} → {nfe[base]:.1f} ({change(first, nfe[base]):+.0%}) by update "
+                  f"{EQUAL_UPDATES}, {regularised}'s {nfe[regularised]:.1f} there; {evidence}")
+    if difference is not None:
+        rises = change(first, nfe[base]) > NFE_CHANGE
+        lowers = change(nfe[base], nfe[regularised]) < -NFE_CHANGE
+        c.verdict = REPRODUCED if rises and lowers and difference <= LEVEL else REFUTED
+
+
 def _layer_reaches_1layer(records, c):
     layer, one, tiny = (records[n] for n in c.experiments)
     gap, gap_tiny = layer.best_valid_loss - one.best_valid_loss, layer.best_valid_loss - tiny.best_valid_loss
@@ -244,7 +260,7 @@ CHECKS: List[tuple] = [
     (Conclusion("6", "A solve can refine forever (the augmented NODE decoder hung)",
                 ["node_decoder_aug1"],
                 "reproduced if a batch went over the solver's step budget (skipped and counted, or training stopped)",
-                figure="separated_decoder/nfe.png"), _refines_forever),
+                figure="augmentation/nfe.png"), _refines_forever),
     (Conclusion("7", "The separated decoder costs less at no loss of quality",
                 ["node_separated_aug1", "node_decoder_aug1"],
                 f"reproduced if it costs less than 1/1.1 of the full NODE decoder per update and its valid loss at "
@@ -269,6 +285,12 @@ CHECKS: List[tuple] = [
                 ["node_separated_aug1_2019bug", "node_separated_aug1", "node_full_tol1e-2_2019bug", "node_full_tol1e-2"],
                 f"reproduced (the bug cost quality) if each ablation is more than {LEVEL} behind its base at update "
                 f"{EQUAL_UPDATES}", figure="gradient_bug/best_valid_loss_vs_updates.png"), _bug_share),
+    (Conclusion("kinetic", "This project's question, not a 2019 claim: the demo's decoder NFE rises over thousands "
+                           "of updates, and the kinetic regulariser keeps it lower at no loss of quality",
+                ["demo_kinetic", "demo"],
+                f"reproduced if demo's decoder forward NFE rises by more than {NFE_CHANGE:.0%} by update {EQUAL_UPDATES} "
+                f"and demo_kinetic's is more than {NFE_CHANGE:.0%} below it there, its valid loss at most {LEVEL} above",
+                figure="regularisers/nfe.png"), _kinetic_lowers_the_rise),
     (Conclusion("layer", "This project's target, not a 2019 claim: a layer-function NODE decoder with one layer's "
                          "parameters reaches the classic 1+1",
                 [LAYER_EXPERIMENT, "transformer_1layer", "transformer_tiny"],
@@ -306,6 +328,13 @@ def check(records: Dict[str, StudyRecord]) -> List[Conclusion]:
             decide(records, conclusion)
         checked.append(conclusion)
     return checked
+
+
+def in_section(conclusions: List[Conclusion], section: str) -> List[Conclusion]:
+    """The conclusions whose figure is one of SECTION's (a key of SECTIONS): what that comparison decides."""
+    if section not in SECTIONS:
+        raise KeyError(f"no section {section!r}: one of {', '.join(SECTIONS)}")
+    return [c for c in conclusions if c.figure.split("/")[0] == section]
 
 
 def markdown(conclusions: List[Conclusion], figures: str = "figures", rules: bool = True) -> str:

@@ -85,6 +85,30 @@ def test_a_run_short_of_the_compared_update_leaves_it_undecided(records):
     assert nine.verdict == sc.NOT_TESTABLE and "node_separated_aug1_timedep has no validation at update 3000" in nine.evidence
 
 
+def test_the_kinetic_row_needs_the_rise_the_drop_and_level_quality(records):
+    records["demo"] = record("demo", curve(5.3, 3000), 2.0, nfe={"nfe_dec_fwd": rising(14, 20, 3000)})
+    records["demo_kinetic"] = record("demo_kinetic", curve(5.32, 3000), 2.0, nfe={"nfe_dec_fwd": rising(14, 15, 3000)})
+    kinetic = by_number(sc.check(records))["kinetic"]
+    assert kinetic.verdict == sc.REPRODUCED  # demo 14 -> 20 (+43%), kinetic 15 there (-25%), 0.02 behind: level
+    assert kinetic.evidence == ("demo's decoder NFE 14.0 → 20.0 (+43%) by update 3000, demo_kinetic's 15.0 there; "
+                                "valid loss at update 3000: demo_kinetic 3.820, demo 3.800")
+    records["demo_kinetic"] = record("demo_kinetic", curve(5.5, 3000), 2.0, nfe={"nfe_dec_fwd": rising(14, 15, 3000)})
+    assert by_number(sc.check(records))["kinetic"].verdict == sc.REFUTED  # 0.2 behind: it cost quality
+    records["demo"] = record("demo", curve(5.3, 3000), 2.0, nfe={"nfe_dec_fwd": rising(14, 14.5, 3000)})
+    records["demo_kinetic"] = record("demo_kinetic", curve(5.3, 3000), 2.0, nfe={"nfe_dec_fwd": rising(14, 12, 3000)})
+    assert by_number(sc.check(records))["kinetic"].verdict == sc.REFUTED  # no rise to keep lower
+
+
+def test_each_section_shows_the_rows_its_figures_decide(records):
+    checked = sc.check(records)
+    assert [c.number for c in sc.in_section(checked, "nfe")] == ["3", "4"]
+    assert [c.number for c in sc.in_section(checked, "augmentation")] == ["6", "8"]
+    assert sc.in_section(checked, "depth") == []
+    assert sum(len(sc.in_section(checked, section)) for section in sc.SECTIONS) == len(checked)
+    with pytest.raises(KeyError, match="no section 'nfe_rise'"):
+        sc.in_section(checked, "nfe_rise")
+
+
 def test_the_table_links_the_figures_of_decided_rows_only(records):
     table = sc.markdown(sc.check(records))
     assert "| 4 | The decoder's NFE rises, the encoder's stays flat | **reproduced** |" in table
@@ -118,7 +142,8 @@ def test_the_converged_notebook_executes_from_records_alone(records, tmp_path):
     markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert "node_separated_aug1 (plateau, 4000 updates)" in text
     assert "transformer_tiny has no translated record yet" in text and "skipping 'regularisers'" in text
-    assert "| 4 | The decoder's NFE rises, the encoder's stays flat | **reproduced** |" in markdown
+    # in its section ("NFE while the model learns") and in the whole table at the end
+    assert markdown.count("| 4 | The decoder's NFE rises, the encoder's stays flat | **reproduced** |") == 2
     assert (tmp_path / "figures" / "node_vs_1layer" / "best_valid_loss_vs_updates.png").stat().st_size > 0
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 9
 
