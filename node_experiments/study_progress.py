@@ -57,7 +57,7 @@ def progress(runner: Runner, experiment: Experiment) -> Progress:
         how = result.stopped or ("plateau" if runner.plateaued(run) else "update cap")
         state, least, most = f"{FINISHED}: {how}", 0, 0
     else:
-        state = UNFINISHED if training else (RESTARTS if run.path.exists() else NOT_STARTED)
+        state = UNFINISHED if started else (RESTARTS if run.path.exists() else NOT_STARTED)
         most = cap - updates if cap else None
         least = 0
         if patience and every:  # each validation still to come before patience runs out brings no improvement

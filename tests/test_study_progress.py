@@ -59,8 +59,10 @@ def test_progress_of_each_kind_of_run(tmp_path):
     lay_out(runner, unfinished, log([5.0, 4.0, 4.2, 4.1], 850, seconds_per_update=1.5))
     lay_out(runner, other, log([5.0], 200), started_as="another fingerprint")
     lay_out(runner, capped, log([5.0, 4.8, 4.6], 650, seconds_per_update=3.0))
+    starting = Experiment.from_config("node_decoder_aug1")
+    lay_out(runner, starting, log([], 0))  # started by the runner, its first update not logged yet
     by_name = {p.experiment: p for p in (study_progress.progress(runner, e)
-                                         for e in (finished, unfinished, other, capped, absent))}
+                                         for e in (finished, unfinished, other, capped, absent, starting))}
 
     assert by_name["transformer_1layer"].state == "finished: plateau"
     assert by_name["transformer_1layer"].least_updates_left == by_name["transformer_1layer"].most_updates_left == 0
@@ -76,11 +78,12 @@ def test_progress_of_each_kind_of_run(tmp_path):
     assert (near_cap.cap, near_cap.validations_since_best) == (3000, 0)
     assert (near_cap.least_updates_left, near_cap.most_updates_left) == (5 * 200 - 50, 3000 - 650)
     assert by_name["transformer_tiny"].state == "not started" and by_name["transformer_tiny"].seconds_per_update is None
+    assert by_name["node_decoder_aug1"].state == "unfinished" and by_name["node_decoder_aug1"].updates == 0
 
     table = study_progress.markdown(list(by_name.values()), tmp_path)
     assert "| node_layer_euler_t2 | unfinished | 850 / 8000 | 4.000 (400) | 2 | 1.50 | 550 - 7150 | 3.0 |" in table
     assert f"No runner is using {tmp_path}. At most {(7150 * 1.5 + 2350 * 3.0) / 3600:.1f} h left" in table
-    assert "not yet measured: node_separated_aug1, transformer_tiny." in table
+    assert "not yet measured: node_separated_aug1, transformer_tiny, node_decoder_aug1." in table
     with open(tmp_path / LOCK_FILE, "w") as lock:  # as the runner holds it
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert f"A runner is using {tmp_path}" in study_progress.markdown([], tmp_path)
