@@ -86,15 +86,15 @@ def test_a_run_short_of_the_compared_update_leaves_it_undecided(records):
 
 
 def test_the_kinetic_row_needs_the_rise_the_drop_and_level_quality(records):
-    records["demo"] = record("demo", curve(5.3, 3000), 2.0, nfe={"nfe_dec_fwd": rising(14, 20, 3000)})
+    # The demo's run is node_separated_aug1 (the fixture's: NFE 14 -> 20 by update 3000, valid loss 3.8 there).
     records["demo_kinetic"] = record("demo_kinetic", curve(5.32, 3000), 2.0, nfe={"nfe_dec_fwd": rising(14, 15, 3000)})
     kinetic = by_number(sc.check(records))["kinetic"]
-    assert kinetic.verdict == sc.REPRODUCED  # demo 14 -> 20 (+43%), kinetic 15 there (-25%), 0.02 behind: level
-    assert kinetic.evidence == ("demo's decoder NFE 14.0 → 20.0 (+43%) by update 3000, demo_kinetic's 15.0 there; "
-                                "valid loss at update 3000: demo_kinetic 3.820, demo 3.800")
+    assert kinetic.verdict == sc.REPRODUCED  # 14 -> 20 (+43%), kinetic 15 there (-25%), 0.02 behind: level
+    assert kinetic.evidence == ("node_separated_aug1's decoder NFE 14.0 → 20.0 (+43%) by update 3000, demo_kinetic's "
+                                "15.0 there; valid loss at update 3000: demo_kinetic 3.820, node_separated_aug1 3.800")
     records["demo_kinetic"] = record("demo_kinetic", curve(5.5, 3000), 2.0, nfe={"nfe_dec_fwd": rising(14, 15, 3000)})
     assert by_number(sc.check(records))["kinetic"].verdict == sc.REFUTED  # 0.2 behind: it cost quality
-    records["demo"] = record("demo", curve(5.3, 3000), 2.0, nfe={"nfe_dec_fwd": rising(14, 14.5, 3000)})
+    records["node_separated_aug1"] = record("node_separated_aug1", curve(5.3), 2.0, nfe={"nfe_dec_fwd": rising(14, 14.5)})
     records["demo_kinetic"] = record("demo_kinetic", curve(5.3, 3000), 2.0, nfe={"nfe_dec_fwd": rising(14, 12, 3000)})
     assert by_number(sc.check(records))["kinetic"].verdict == sc.REFUTED  # no rise to keep lower
 
@@ -141,7 +141,7 @@ def test_the_converged_notebook_executes_from_records_alone(records, tmp_path):
     text = "".join(o.get("text", "") for o in outputs)
     markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert "node_separated_aug1 (plateau, 4000 updates)" in text
-    assert "transformer_tiny has no translated record yet" in text and "skipping 'regularisers'" in text
+    assert "transformer_tiny has no translated record yet" in text and "no record yet: demo_kinetic\n" in text
     # in its section ("NFE while the model learns") and in the whole table at the end
     assert markdown.count("| 4 | The decoder's NFE rises, the encoder's stays flat | **reproduced** |") == 2
     assert (tmp_path / "figures" / "node_vs_1layer" / "best_valid_loss_vs_updates.png").stat().st_size > 0
@@ -181,6 +181,24 @@ def test_every_experiment_a_conclusion_or_section_reads_is_in_the_plan_and_has_a
     assert sc.LAYER_EXPERIMENT in plateau  # the layer function's row is decided at its plateau
     assert {"transformer_tiny", "transformer_1layer", "node_separated_aug1", "node_full_tol1e-2"} <= plateau
     assert len(planned) == sum(len(names) for _, names in study.CONVERGED_PLAN)  # each experiment planned once
+
+
+def test_no_two_runs_of_the_plan_train_the_same_flags():
+    """Under the one schedule a config keeps only its architecture and --node-* flags: two configs that differ
+    in nothing else (the demo and node_separated_aug1) would train the same run twice."""
+    from helpers import REPO
+    from node_experiments.experiment_config import read_flag_groups
+    from node_experiments.runner import CAP_FLAG
+
+    study = study_script()
+    schedule = read_flag_groups(study.SCHEDULE)
+    planned = [name for _, names in study.CONVERGED_PLAN for name in names]
+    trained_as = {}  # {the flags a run trains with, in any order and without its cap: [experiments]}
+    for name in planned + ["demo"]:
+        groups = {**read_flag_groups(REPO / "configs" / f"{name}.args"), **schedule}
+        flags = frozenset((flag, tuple(values)) for flag, values in groups.items() if flag != CAP_FLAG)
+        trained_as.setdefault(flags, []).append(name)
+    assert [names for names in trained_as.values() if len(names) > 1] == [["node_separated_aug1", "demo"]]
 
 
 def test_the_layer_row_compares_with_the_classic_1_layer(records):
