@@ -60,10 +60,24 @@ def flag_words(groups: Dict[str, List[str]]) -> List[str]:
     return [word for flag, values in groups.items() for word in (flag, *values)]
 
 
-def flag_value(words: List[str], flag, default=None) -> Optional[str]:
-    """The value word of FLAG in command-line WORDS (its last setting), or DEFAULT where it is not set."""
+def flag_value(words: List[str], flag: str, default: Optional[str] = None) -> Optional[str]:
+    """The value word of FLAG (a one-value flag) in command-line WORDS, its last setting, or DEFAULT where it
+    is not set."""
     at = [i for i, word in enumerate(words[:-1]) if word == flag]
     return words[at[-1] + 1] if at else default
+
+
+def without_flag(words: List[str], flag: str) -> List[str]:
+    """Command-line WORDS without any setting of FLAG (a one-value flag)."""
+    kept, skip = [], False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == flag:
+            skip = True
+        else:
+            kept.append(word)
+    return kept
 
 
 def read_flags(path) -> List[str]:

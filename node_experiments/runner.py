@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from .experiment_config import config_path, flag_value, flag_words, read_flag_groups
+from .experiment_config import config_path, flag_value, flag_words, read_flag_groups, without_flag
 from .length_bound import FLAGS as TRANSLATION_FLAGS
 from .run_dir import RunDir, TranslationError
 from .study_record import StudyRecord, record_from_log
@@ -98,10 +98,13 @@ class Schedule:
     def key(self) -> dict:
         return {"schedule": "converged", "average_last": self.average_last}
 
-    def flags(self, experiment: Experiment) -> List[str]:
+    def flag_groups(self, experiment: Experiment) -> Dict[str, List[str]]:
         """The experiment's flags with the schedule's replacing any it sets, and its update cap."""
         cap = {CAP_FLAG: [str(experiment.update_cap)]} if experiment.update_cap else {}
-        return flag_words({**experiment.flag_groups, **read_flag_groups(self.path), **cap})
+        return {**experiment.flag_groups, **read_flag_groups(self.path), **cap}
+
+    def flags(self, experiment: Experiment) -> List[str]:
+        return flag_words(self.flag_groups(experiment))
 
     def final_checkpoint(self, run: RunDir) -> Path:
         """The average of the run's last interval checkpoints, made once training has ended (a run that
@@ -162,7 +165,7 @@ def _fingerprint(flags, budget_key, subsets) -> str:
 
 def update_cap(flags) -> int:
     """The --max-update of a run's flags (0: none)."""
-    return int(flag_value(flags, CAP_FLAG, 0))
+    return int(flag_value(flags, CAP_FLAG, "0"))
 
 
 def stop_reason(log_text) -> str:
@@ -199,9 +202,8 @@ class Runner:
     def fingerprint(self, flags) -> str:
         """A resumable budget leaves the update cap out: a run given a higher cap goes on from where it
         stopped (fairseq's resume) instead of starting again."""
-        if self.budget.resumable and CAP_FLAG in flags:
-            at = flags.index(CAP_FLAG)
-            flags = flags[:at] + flags[at + 2:]
+        if self.budget.resumable:
+            flags = without_flag(flags, CAP_FLAG)
         return _fingerprint(flags, self.budget.key(), self.subsets)
 
     # --- the state a run directory is in ---
@@ -225,6 +227,11 @@ class Runner:
             return None
         return result if result.max_update == cap or self.plateaued(run) else None
 
+    def resumes(self, run: RunDir, key, cap) -> bool:
+        """Whether training the run goes on from its checkpoint_last.pt: a resumable budget, the run started
+        with the same fingerprint, and not trained past the cap (a cap lowered since starts it again)."""
+        return self.budget.resumable and self.started_as(run, key) and not (cap and _updates(run) > cap)
+
     def trained(self, run: RunDir, key, cap) -> bool:
         """Whether the run finished training as KEY (to its plateau, or CAP updates) and was interrupted
         after it, while translating."""
@@ -237,9 +244,7 @@ class Runner:
         """Train the experiment; None, or why its training stopped. A resumable budget resumes a run started
         with the same fingerprint that has not trained past the cap (a cap lowered since starts it again)."""
         run = self.run_dir(experiment)
-        cap = update_cap(flags)
-        resumable = self.budget.resumable and self.started_as(run, key) and not (cap and _updates(run) > cap)
-        if not resumable and run.path.exists():
+        if not self.resumes(run, key, update_cap(flags)) and run.path.exists():
             import shutil
 
             shutil.rmtree(run.path)

@@ -1,29 +1,34 @@
 """Where each run of a resumable study stands (scripts/study.sh --converged --progress), read from the run
-directories alone: a study of days is watched while it trains, without stopping it or touching its files.
+directories alone (their train.log, the fingerprint each was started with, the result kept once it is
+translated): a study of days is watched while it trains, without stopping it or touching its files.
 
-For each run: finished (plateau, update cap or stopped, as its kept result says), unfinished (trained part
-of the way; the runner resumes it), to start again (its directory holds a run of other flags) or not started;
-its updates, best validation loss, the validations since that best (fairseq's --patience counts them), its
-median seconds per update, and how many updates it has left: at least until its patience runs out with no
-improvement (or its cap comes first), at most until its cap.
+For each run: finished (and how: plateau, update cap, or the error it stopped on), translating (trained,
+its result not written yet), unfinished (trained part of the way: the runner resumes it), to start again
+(its directory holds a run of other flags, or one past a cap lowered since) or not started; its updates,
+best validation loss, the validations since that best (what fairseq's --patience counts), its median
+seconds per update, and how many updates it has left: at least until its patience could run out with no
+improvement (or its cap comes first), at most until its cap. A resumed run repeats the updates after its
+last checkpoint, so "at most" may be short by up to one checkpoint interval.
 """
-import fcntl
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 from .experiment_config import flag_value
 from .runner import LOCK_FILE, Experiment, Runner, update_cap
 from .study_record import clean_seconds_per_update
 from .training_log import best_point
 
-FINISHED, UNFINISHED, RESTARTS, NOT_STARTED = "finished", "unfinished", "starts again (other flags)", "not started"
+FINISHED, TRANSLATING, UNFINISHED = "finished", "translating", "unfinished"
+RESTARTS, NOT_STARTED = "starts again", "not started"
 
 
 @dataclass(frozen=True)
 class Progress:
     experiment: str
-    state: str  # FINISHED ("finished: plateau" ...), UNFINISHED, RESTARTS or NOT_STARTED
+    state: str  # FINISHED, TRANSLATING, UNFINISHED, RESTARTS or NOT_STARTED
+    how: str  # how a finished run ended ("plateau", "update cap", or its error); why one starts again
     updates: int
     cap: int  # its --max-update (0: none)
     best_valid_loss: Optional[float]
@@ -39,34 +44,46 @@ class Progress:
             return None
         return self.most_updates_left * self.seconds_per_update / 3600
 
+    @property
+    def done_training(self) -> bool:
+        return self.state in (FINISHED, TRANSLATING)
+
 
 def progress(runner: Runner, experiment: Experiment) -> Progress:
     run = runner.run_dir(experiment)
     flags = runner.flags(experiment)
     key, cap = runner.fingerprint(flags), update_cap(flags)
-    patience = int(flag_value(flags, "--patience", 0))
-    every = int(flag_value(flags, "--validate-interval-updates", 0))
-    started = runner.started_as(run, key)
-    training = _training(run) if started else None
+    patience = int(flag_value(flags, "--patience", "0"))
+    every = int(flag_value(flags, "--validate-interval-updates", "0"))
+    resumes = runner.resumes(run, key, cap)
+    training = _training(run) if resumes else None
     curve = training.curve if training else []
     best = best_point(curve)
     since_best = sum(point.updates > best.updates for point in curve) if best else 0
     updates = training.updates if training else 0
-    result = runner.finished(run, key, cap) if started else None
+    result = runner.finished(run, key, cap) if resumes else None
+    how, least, most = "", 0, 0
     if result is not None:
+        state = FINISHED
         how = result.stopped or ("plateau" if runner.plateaued(run) else "update cap")
-        state, least, most = f"{FINISHED}: {how}", 0, 0
+    elif resumes and runner.trained(run, key, cap):
+        state = TRANSLATING
     else:
-        state = UNFINISHED if started else (RESTARTS if run.path.exists() else NOT_STARTED)
+        if resumes:
+            state = UNFINISHED
+        elif run.path.exists():
+            state, how = RESTARTS, ("other flags" if not runner.started_as(run, key) else "past a lowered cap")
+        else:
+            state = NOT_STARTED
         most = cap - updates if cap else None
-        least = 0
-        if patience and every:  # each validation still to come before patience runs out brings no improvement
-            since_last_validation = updates - curve[-1].updates if curve else 0
-            least = max(0, (patience - since_best) * every - since_last_validation)
+        if patience and every:
+            # Each validation to come brings no improvement; before the first, that one is the best.
+            validations = patience - since_best if curve else patience + 1
+            least = max(0, validations * every - (updates - (curve[-1].updates if curve else 0)))
         if most is not None:
             least = min(least, most)
     return Progress(
-        experiment=experiment.name, state=state, updates=updates, cap=cap,
+        experiment=experiment.name, state=state, how=how, updates=updates, cap=cap,
         best_valid_loss=best.loss if best else None, best_at_update=best.updates if best else None,
         validations_since_best=since_best, least_updates_left=least, most_updates_left=most,
         seconds_per_update=clean_seconds_per_update(training.inner) if training else None)
@@ -80,35 +97,37 @@ def _training(run):
 
 
 def runner_active(work) -> bool:
-    """Whether a runner holds WORK's lock now."""
+    """Whether a runner holds WORK's lock now, read from /proc/locks (Linux): trying the lock instead could
+    make a runner starting at that instant refuse to start."""
     path = Path(work) / LOCK_FILE
     if not path.is_file():
         return False
-    with open(path) as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(lock, fcntl.LOCK_UN)
-    return False
+    status = path.stat()
+    device = f"{os.major(status.st_dev):02x}:{os.minor(status.st_dev):02x}:{status.st_ino}"
+    try:
+        locks = Path("/proc/locks").read_text()
+    except OSError:
+        return False  # no /proc/locks: not known, said as not held
+    return any(" FLOCK " in line and f" {device} " in line and "->" not in line for line in locks.splitlines())
 
 
-def markdown(rows, work) -> str:
-    """The progress table, with a line on whether a runner is training now and the hours left at most."""
+def markdown(rows: List[Progress], work, active: bool) -> str:
+    """The progress table, with a line on whether a runner is training now (ACTIVE) and the hours left at most."""
     lines = ["| experiment | state | updates / cap | best valid loss (update) | validations since best | "
              "s/update | updates left (at least - at most) | hours left (at most) |",
              "|---|---|---|---|---|---|---|---|"]
     for p in rows:
+        state = f"{p.state}: {p.how}" if p.how else p.state
         best = f"{p.best_valid_loss:.3f} ({p.best_at_update})" if p.best_valid_loss is not None else "-"
         speed = f"{p.seconds_per_update:.2f}" if p.seconds_per_update else "-"
         most = "no cap" if p.most_updates_left is None else p.most_updates_left
         hours = f"{p.most_hours_left:.1f}" if p.most_hours_left is not None else "-"
-        lines.append(f"| {p.experiment} | {p.state} | {p.updates} / {p.cap or '-'} | {best} | "
+        lines.append(f"| {p.experiment} | {state} | {p.updates} / {p.cap or '-'} | {best} | "
                      f"{p.validations_since_best} | {speed} | {p.least_updates_left} - {most} | {hours} |")
     known = [p.most_hours_left for p in rows if p.most_hours_left is not None]
-    unknown = [p.experiment for p in rows if p.most_hours_left is None and not p.state.startswith(FINISHED)]
+    unknown = [p.experiment for p in rows if p.most_hours_left is None and not p.done_training]
     lines.append("")
-    lines.append(f"{'A runner is' if runner_active(work) else 'No runner is'} using {work}. "
+    lines.append(f"{'A runner is' if active else 'No runner is'} using {work}. "
                  f"At most {sum(known):.1f} h left for the runs that have trained"
                  + (f"; not yet measured: {', '.join(unknown)}." if unknown else "."))
     return "\n".join(lines) + "\n"

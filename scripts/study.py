@@ -59,8 +59,7 @@ DEFAULT_EXPERIMENTS = [name for names in GROUPS.values() for name in names]  # -
 # against their base run at equal updates; the dearest variants as far as a cap allows (marked "update cap":
 # not converged). Cheapest first, so that the conclusions that need only the classic, fixed-grid and
 # separated runs are decided before the adaptive encoder + decoder runs (about 10 s an update here) train.
-# No `demo`: under the one schedule its flags are node_separated_aug1's (the schedule replaces all the demo
-# sets besides the architecture), so node_separated_aug1 is the demo's run, and demo_kinetic's base.
+# No `demo`: on the one schedule its flags are those of study_conclusions.DEMO_RUN (a test checks it).
 CONVERGED_PLAN = [
     (None, ["transformer_tiny", "transformer_1layer", "node_layer_euler_t2", "node_fast_separated_euler",
             "node_separated_aug1"]),
@@ -105,8 +104,8 @@ def parse_args(argv=None):
     parser.add_argument("--report", action="store_true",
                         help="--converged: rebuild OUT/study.md and OUT/figures from OUT/records alone (no training)")
     parser.add_argument("--progress", action="store_true",
-                        help="--converged: print where each run stands in WORK (read from its log; nothing is "
-                             "trained or changed) and exit")
+                        help="--converged: print where each run of the plan (or each named, with its planned cap) "
+                             "stands in WORK, read from its run directory (nothing is trained or changed), and exit")
     parser.add_argument("--list", action="store_true", help="print the default experiments by group and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -137,8 +136,9 @@ def parse_args(argv=None):
     from node_experiments.runner import Experiment, check_experiments
 
     caps = {}  # experiment -> its update cap, where the plan gives one
-    if not args.experiments and args.converged and args.max_update is None:
-        args.experiments = [name for _, names in CONVERGED_PLAN for name in names]
+    if args.converged and args.max_update is None and (args.progress or not args.experiments):
+        # the plan's runs as planned; one named for training trains to its plateau (the docs' example)
+        args.experiments = args.experiments or [name for _, names in CONVERGED_PLAN for name in names]
         caps = {name: cap for cap, names in CONVERGED_PLAN for name in names if cap}
     args.experiments = args.experiments or DEFAULT_EXPERIMENTS
     problem = check_experiments(args.experiments)
@@ -304,17 +304,15 @@ def main(argv=None):
     if args.report:
         write_converged_report([r for r in recorded(args.out) if r.experiment in set(args.experiments)], args.out)
         return 0
+    subsets = list(SUBSETS) if args.all_test_sets or args.converged else ["test"]
+    runner = runner_of(args, subsets)
     if args.progress:
         from node_experiments import study_progress
 
-        runner = runner_of(args, list(SUBSETS))
-        print(study_progress.markdown([study_progress.progress(runner, run) for run in args.runs], args.work), end="")
+        rows = [study_progress.progress(runner, run) for run in args.runs]
+        print(study_progress.markdown(rows, args.work, study_progress.runner_active(args.work)), end="")
         return 0
     from node_experiments.runner import RunnerError
-
-    subsets = list(SUBSETS) if args.all_test_sets or args.converged else ["test"]
-
-    runner = runner_of(args, subsets)
 
     def record_as_it_ends(experiment, result):  # a study of days leaves its results on the way
         runner.record(experiment, result, args.out / RECORDS)

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from helpers import REPO
-from node_experiments.experiment_config import read_flag_groups, read_flags
+from node_experiments.experiment_config import flag_value, read_flag_groups, read_flags, without_flag
 
 
 def write(path, text):
@@ -66,3 +66,12 @@ def test_command_line_prints_the_words_and_fails_cleanly(tmp_path):
     assert proc.returncode == 0 and proc.stdout.splitlines() == ["--lr", "0.1"]
     proc = subprocess.run([*run, str(tmp_path / "none.args")], capture_output=True, text=True)
     assert proc.returncode == 2 and "no config file" in proc.stderr
+
+
+def test_a_flags_value_is_its_last_setting_and_it_can_be_left_out():
+    words = ["--max-update", "3000", "--lr", "-0.5", "--max-update", "8000", "--cpu"]
+    assert flag_value(words, "--max-update") == "8000" and flag_value(words, "--lr") == "-0.5"
+    assert flag_value(words, "--patience") is None and flag_value(words, "--patience", "5") == "5"
+    assert flag_value(["--cpu"], "--cpu") is None  # no value word after it
+    assert without_flag(words, "--max-update") == ["--lr", "-0.5", "--cpu"]
+    assert without_flag(words, "--patience") == words

@@ -94,9 +94,14 @@ def test_the_kinetic_row_needs_the_rise_the_drop_and_level_quality(records):
                                 "15.0 there; valid loss at update 3000: demo_kinetic 3.820, node_separated_aug1 3.800")
     records["demo_kinetic"] = record("demo_kinetic", curve(5.5, 3000), 2.0, nfe={"nfe_dec_fwd": rising(14, 15, 3000)})
     assert by_number(sc.check(records))["kinetic"].verdict == sc.REFUTED  # 0.2 behind: it cost quality
-    records["node_separated_aug1"] = record("node_separated_aug1", curve(5.3), 2.0, nfe={"nfe_dec_fwd": rising(14, 14.5)})
+    records["demo_kinetic"] = record("demo_kinetic", curve(5.3, 3000), 2.0, nfe={"nfe_dec_fwd": rising(14, 19, 3000)})
+    assert by_number(sc.check(records))["kinetic"].verdict == sc.REFUTED  # level, but 19 against 20: not lower
+    records[sc.DEMO_RUN] = record(sc.DEMO_RUN, curve(5.3), 2.0, nfe={"nfe_dec_fwd": rising(14, 14.5)})
     records["demo_kinetic"] = record("demo_kinetic", curve(5.3, 3000), 2.0, nfe={"nfe_dec_fwd": rising(14, 12, 3000)})
     assert by_number(sc.check(records))["kinetic"].verdict == sc.REFUTED  # no rise to keep lower
+    records["demo_kinetic"] = record("demo_kinetic", curve(5.3, 3000), 2.0, nfe={"nfe_dec_fwd": rising(14, 12, 2500)})
+    undecided = by_number(sc.check(records))["kinetic"]  # its NFE logged up to update 2500 only
+    assert undecided.verdict == sc.NOT_TESTABLE and undecided.evidence == "no decoder NFE logged up to update 3000 yet"
 
 
 def test_each_section_shows_the_rows_its_figures_decide(records):
@@ -186,19 +191,17 @@ def test_every_experiment_a_conclusion_or_section_reads_is_in_the_plan_and_has_a
 def test_no_two_runs_of_the_plan_train_the_same_flags():
     """Under the one schedule a config keeps only its architecture and --node-* flags: two configs that differ
     in nothing else (the demo and node_separated_aug1) would train the same run twice."""
-    from helpers import REPO
-    from node_experiments.experiment_config import read_flag_groups
-    from node_experiments.runner import CAP_FLAG
+    from node_experiments.runner import CAP_FLAG, Experiment, Schedule
 
     study = study_script()
-    schedule = read_flag_groups(study.SCHEDULE)
+    schedule = Schedule(study.SCHEDULE)
     planned = [name for _, names in study.CONVERGED_PLAN for name in names]
     trained_as = {}  # {the flags a run trains with, in any order and without its cap: [experiments]}
     for name in planned + ["demo"]:
-        groups = {**read_flag_groups(REPO / "configs" / f"{name}.args"), **schedule}
+        groups = schedule.flag_groups(Experiment.from_config(name))
         flags = frozenset((flag, tuple(values)) for flag, values in groups.items() if flag != CAP_FLAG)
         trained_as.setdefault(flags, []).append(name)
-    assert [names for names in trained_as.values() if len(names) > 1] == [["node_separated_aug1", "demo"]]
+    assert [names for names in trained_as.values() if len(names) > 1] == [[sc.DEMO_RUN, "demo"]]
 
 
 def test_the_layer_row_compares_with_the_classic_1_layer(records):

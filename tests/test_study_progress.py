@@ -50,43 +50,66 @@ def lay_out(runner, experiment, log_text, *, started_as=None, result=False):
 
 def test_progress_of_each_kind_of_run(tmp_path):
     runner = study_runner(tmp_path)
-    finished, unfinished, other, capped, absent = (
-        Experiment.from_config("transformer_1layer"), Experiment.from_config("node_layer_euler_t2"),
-        Experiment.from_config("node_separated_aug1"), Experiment.from_config("demo", update_cap=3000),
-        Experiment.from_config("transformer_tiny"))
-    lay_out(runner, finished, log([5.0, 4.0, 4.5, 4.5, 4.5, 4.5, 4.5], 1400, plateau=True), result=True)
+    plan = {name: Experiment.from_config(name, cap) for name, cap in (
+        ("transformer_1layer", None), ("node_layer_euler_t2", None), ("node_separated_aug1", None),
+        ("demo_kinetic", 3000), ("node_decoder_aug1", 3000), ("transformer_tiny", None),
+        ("transformer_1layer_prenorm_dec", None), ("node_full_aug1", 2000), ("node_full_tol1e-3", 2000))}
+    lay_out(runner, plan["transformer_1layer"], log([5.0, 4.0, 4.5, 4.5, 4.5, 4.5, 4.5], 1400, plateau=True),
+            result=True)
     # Best at update 400, two validations without improvement since, 50 updates past the last one.
-    lay_out(runner, unfinished, log([5.0, 4.0, 4.2, 4.1], 850, seconds_per_update=1.5))
-    lay_out(runner, other, log([5.0], 200), started_as="another fingerprint")
-    lay_out(runner, capped, log([5.0, 4.8, 4.6], 650, seconds_per_update=3.0))
-    starting = Experiment.from_config("node_decoder_aug1")
-    lay_out(runner, starting, log([], 0))  # started by the runner, its first update not logged yet
-    by_name = {p.experiment: p for p in (study_progress.progress(runner, e)
-                                         for e in (finished, unfinished, other, capped, absent, starting))}
+    lay_out(runner, plan["node_layer_euler_t2"], log([5.0, 4.0, 4.2, 4.1], 850, seconds_per_update=1.5))
+    lay_out(runner, plan["node_separated_aug1"], log([5.0], 200), started_as="another fingerprint")
+    # Improving at every validation, 150 updates before its cap: the cap comes before patience could run out.
+    lay_out(runner, plan["demo_kinetic"], log([5.0 - 0.1 * v for v in range(14)], 2850, seconds_per_update=3.0))
+    lay_out(runner, plan["node_decoder_aug1"], log([], 0))  # started by the runner, no update logged yet
+    lay_out(runner, plan["transformer_1layer_prenorm_dec"], log([5.0, 4.5], 450, plateau=True))  # translating
+    lay_out(runner, plan["node_full_aug1"], log([5.0] * 12, 2400))  # trained under a higher cap than now
+    by_name = {name: study_progress.progress(runner, experiment) for name, experiment in plan.items()}
 
-    assert by_name["transformer_1layer"].state == "finished: plateau"
-    assert by_name["transformer_1layer"].least_updates_left == by_name["transformer_1layer"].most_updates_left == 0
+    def left(name):
+        return by_name[name].least_updates_left, by_name[name].most_updates_left
+
+    finished = by_name["transformer_1layer"]
+    assert (finished.state, finished.how, left("transformer_1layer")) == ("finished", "plateau", (0, 0))
     going = by_name["node_layer_euler_t2"]
     assert going.state == "unfinished" and going.updates == 850 and going.cap == 8000
     assert (going.best_valid_loss, going.best_at_update, going.validations_since_best) == (4.0, 400, 2)
     assert going.seconds_per_update == 1.5
-    assert (going.least_updates_left, going.most_updates_left) == (3 * 200 - 50, 8000 - 850)
+    assert left("node_layer_euler_t2") == (3 * 200 - 50, 8000 - 850)  # patience 5: three more validations
     assert going.most_hours_left == (8000 - 850) * 1.5 / 3600
-    assert by_name["node_separated_aug1"].state == "starts again (other flags)"
+    assert (by_name["node_separated_aug1"].state, by_name["node_separated_aug1"].how) == ("starts again", "other flags")
     assert by_name["node_separated_aug1"].updates == 0
-    near_cap = by_name["demo"]  # improving at every validation: the cap comes before patience could run out
-    assert (near_cap.cap, near_cap.validations_since_best) == (3000, 0)
-    assert (near_cap.least_updates_left, near_cap.most_updates_left) == (5 * 200 - 50, 3000 - 650)
-    assert by_name["transformer_tiny"].state == "not started" and by_name["transformer_tiny"].seconds_per_update is None
-    assert by_name["node_decoder_aug1"].state == "unfinished" and by_name["node_decoder_aug1"].updates == 0
+    assert by_name["demo_kinetic"].validations_since_best == 0 and left("demo_kinetic") == (150, 150)
+    starting = by_name["node_decoder_aug1"]  # a first validation that is the best, then five without: 6 x 200
+    assert (starting.state, starting.updates, left("node_decoder_aug1")) == ("unfinished", 0, (1200, 3000))
+    assert by_name["transformer_tiny"].state == "not started" and left("transformer_tiny") == (1200, 8000)
+    assert by_name["transformer_tiny"].seconds_per_update is None
+    translating = by_name["transformer_1layer_prenorm_dec"]
+    assert (translating.state, left("transformer_1layer_prenorm_dec")) == ("translating", (0, 0))
+    lowered = by_name["node_full_aug1"]
+    assert (lowered.state, lowered.how, lowered.updates, left("node_full_aug1")) == \
+        ("starts again", "past a lowered cap", 0, (1200, 2000))
+    assert by_name["node_full_tol1e-3"].state == "not started"
 
-    table = study_progress.markdown(list(by_name.values()), tmp_path)
+    table = study_progress.markdown(list(by_name.values()), tmp_path, active=False)
     assert "| node_layer_euler_t2 | unfinished | 850 / 8000 | 4.000 (400) | 2 | 1.50 | 550 - 7150 | 3.0 |" in table
-    assert f"No runner is using {tmp_path}. At most {(7150 * 1.5 + 2350 * 3.0) / 3600:.1f} h left" in table
-    assert "not yet measured: node_separated_aug1, transformer_tiny, node_decoder_aug1." in table
+    assert "| transformer_1layer | finished: plateau | 1400 / 8000 |" in table
+    assert "| node_full_aug1 | starts again: past a lowered cap | 0 / 2000 |" in table
+    assert f"No runner is using {tmp_path}. At most {(7150 * 1.5 + 150 * 3.0) / 3600:.1f} h left" in table
+    assert table.endswith("not yet measured: node_separated_aug1, node_decoder_aug1, transformer_tiny, "
+                          "node_full_aug1, node_full_tol1e-3.\n")
+    assert f"A runner is using {tmp_path}" in study_progress.markdown([], tmp_path, active=True)
+
+
+def test_a_runner_is_seen_by_its_lock_without_taking_it(tmp_path):
+    assert not study_progress.runner_active(tmp_path)  # no lock file
+    (tmp_path / LOCK_FILE).write_text("")
+    assert not study_progress.runner_active(tmp_path)  # left by a runner that has exited
     with open(tmp_path / LOCK_FILE, "w") as lock:  # as the runner holds it
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert f"A runner is using {tmp_path}" in study_progress.markdown([], tmp_path)
+        assert study_progress.runner_active(tmp_path)
+        assert not study_progress.runner_active(tmp_path / "elsewhere")
+    assert not study_progress.runner_active(tmp_path)
 
 
 def test_progress_on_the_command_line(tmp_path):
@@ -94,6 +117,8 @@ def test_progress_on_the_command_line(tmp_path):
     lay_out(runner, Experiment.from_config("transformer_1layer"), log([5.0, 4.0], 450))
     shown = script("study.sh", "--converged", "--progress", "--work", tmp_path, "transformer_1layer").stdout
     assert "| transformer_1layer | unfinished | 450 / 8000 | 4.000 (400) | 0 |" in shown
+    named = script("study.sh", "--progress", "--work", tmp_path, "demo_kinetic").stdout  # with its planned cap
+    assert "| demo_kinetic | not started | 0 / 3000 | - | 0 | - | 1200 - 3000 | - |" in named
     plan = script("study.sh", "--progress", "--work", tmp_path).stdout  # the whole plan, nothing else started
     assert plan.count("| not started |") == plan.count("\n| ") - 1 and "node_full_aug1 | not started" in plan
     refused = script("study.sh", "--minutes", "1", "--progress", "--work", tmp_path, check=False)
