@@ -11,15 +11,21 @@ README_EXAMPLE = re.compile(r"echo \"(?P<source>[^\"]+)\" \| bash scripts/transl
                             r"(?P<german>[^\n`]+)\n")
 
 
-def readme_example():
-    example = README_EXAMPLE.search((REPO / "README.md").read_text())
-    assert example, "the README's translation example with a shipped model, followed by its output"
-    return example
+def readme_examples():
+    examples = list(README_EXAMPLE.finditer((REPO / "README.md").read_text()))
+    assert examples, "the README's translation examples with a shipped model, each followed by its output"
+    return examples
 
 
-def test_the_readme_translates_with_a_shipped_model():
-    assert MODELS, "models/ ships no model"
-    assert REPO / readme_example()["model"] in MODELS
+def test_two_models_ship_the_classic_and_the_node_and_the_readme_translates_with_both():
+    from node_experiments.averaging import load_checkpoint
+    from node_experiments.ship import SHIPPED
+
+    assert [m.name for m in MODELS] == ["node_layer_euler_t2", "transformer_1layer"]
+    configs = {m.name: load_checkpoint(m / "checkpoints" / SHIPPED)["cfg"]["model"] for m in MODELS}
+    node_blocks = {name: (config.node_encoder, config.node_decoder) for name, config in configs.items()}
+    assert node_blocks == {"node_layer_euler_t2": (False, True), "transformer_1layer": (False, False)}
+    assert sorted(REPO / example["model"] for example in readme_examples()) == MODELS
 
 
 @pytest.mark.parametrize("model", MODELS, ids=[m.name for m in MODELS])
@@ -33,9 +39,10 @@ def test_a_shipped_model_is_small_and_weights_only(model):
     assert (model / "MODEL.md").is_file() and (model / "data" / "prepared.json").is_file()
 
 
-def test_the_readme_example_is_the_models_real_output():
+@pytest.mark.parametrize("index", range(2))
+def test_the_readme_example_is_the_models_real_output(index):
     from node_transformer import hub
 
-    example = readme_example()
+    example = readme_examples()[index]
     translator = hub.load(REPO / example["model"])
     assert translator.translate(example["source"]) == example["german"]
