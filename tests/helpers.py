@@ -81,3 +81,13 @@ def adjoint_and_backprop_models(data_dir, *flags, arch="node_transformer_tiny"):
     _, backprop_model, _ = build(data_dir, *flags, "--node-gradient", "backprop", arch=arch)
     backprop_model.load_state_dict(adjoint_model.state_dict())
     return task, adjoint_model.double().train(), backprop_model.double().train()
+
+
+def study_script():
+    """scripts/study.py as a module (its plan, paths and report functions)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("study", REPO / "scripts" / "study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    return study

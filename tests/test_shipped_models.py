@@ -51,13 +51,10 @@ def test_the_readme_example_is_the_models_real_output(index):
 def test_the_shipped_node_model_is_the_best_node_run_recorded():
     """The best NODE-Transformer of the converged study's records, by best validation loss: a NODE run that
     finishes lower is shipped in its place."""
-    import importlib.util
-
+    from helpers import study_script
     from node_experiments.study_record import read_all
 
-    spec = importlib.util.spec_from_file_location("study", REPO / "scripts" / "study.py")
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    study = study_script()
     records = read_all(study.CONVERGED_OUT / study.RECORDS)
     node_runs = {name: r for name, r in records.items() if r.gradient != "-" and r.best_valid_loss is not None}
     best = min(node_runs, key=lambda name: node_runs[name].best_valid_loss)

@@ -1,6 +1,7 @@
 """The 2019 conclusions decided from records by the rules stated in node_experiments/study_conclusions.py."""
 import pytest
 
+from helpers import study_script
 from node_experiments import study_conclusions as sc
 from node_experiments.study_record import Curves, StudyRecord
 
@@ -159,18 +160,6 @@ def test_a_record_without_the_numbers_a_row_reads_leaves_it_undecided(records):
     checked = by_number(sc.check(records))
     assert checked["4"].verdict == sc.NOT_TESTABLE and checked["4"].evidence == "node_full_tol1e-2 logged no NFE yet"
     assert checked["2"].evidence == "transformer_1layer logged no validation or speed yet"
-
-
-def study_script():
-    """scripts/study.py as a module."""
-    import importlib.util
-
-    from helpers import REPO
-
-    spec = importlib.util.spec_from_file_location("study", REPO / "scripts" / "study.py")
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
-    return study
 
 
 def test_every_experiment_a_conclusion_or_section_reads_is_in_the_plan_and_has_a_config():
