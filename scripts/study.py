@@ -40,8 +40,6 @@ import os
 import sys
 from pathlib import Path
 
-from node_experiments.run_dir import SUBSETS  # fairseq's test set names -> the record's names
-
 REPO = Path(__file__).resolve().parents[1]
 RUNS = Path(os.environ.get("NODE_TRANSFORMER_RUNS", Path.home() / "node-transformer-runs"))
 SCHEDULE = REPO / "configs" / "base" / "converged_schedule.args"
@@ -169,6 +167,7 @@ def _nfe_cell(nfe, direction):
 
 
 def table_rows(results, subsets, at_update):
+    from node_experiments.run_dir import SUBSETS
     from node_experiments.training_log import loss_at_update
 
     rows = []
@@ -258,6 +257,8 @@ def write_results(results, args, subsets):
     from node_experiments.runner import common_update
 
     budget = f"{args.minutes:g} minutes of training each"
+    from node_experiments.run_dir import SUBSETS
+
     test_names = " / ".join(SUBSETS[s] for s in subsets)
     command = f"scripts/study.sh --minutes {args.minutes:g}" + \
         (" --all-test-sets" if args.all_test_sets else "") + " " + " ".join(args.experiments)
@@ -304,6 +305,8 @@ def main(argv=None):
     if args.report:
         write_converged_report([r for r in recorded(args.out) if r.experiment in set(args.experiments)], args.out)
         return 0
+    from node_experiments.run_dir import SUBSETS  # imported here: --help and --list work before the install
+
     subsets = list(SUBSETS) if args.all_test_sets or args.converged else ["test"]
     runner = runner_of(args, subsets)
     if args.progress:
