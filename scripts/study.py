@@ -254,11 +254,10 @@ def write_results(results, args, subsets):
     from dataclasses import asdict
 
     from node_experiments.report import Table, publish
+    from node_experiments.run_dir import SUBSETS
     from node_experiments.runner import common_update
 
     budget = f"{args.minutes:g} minutes of training each"
-    from node_experiments.run_dir import SUBSETS
-
     test_names = " / ".join(SUBSETS[s] for s in subsets)
     command = f"scripts/study.sh --minutes {args.minutes:g}" + \
         (" --all-test-sets" if args.all_test_sets else "") + " " + " ".join(args.experiments)

@@ -2,13 +2,13 @@
 the runner writes them (a log, the fingerprint it started with, its kept result)."""
 import fcntl
 
-from helpers import REPO
+from helpers import study_script
 from multi30k_subset import script
 from node_experiments import study_progress
 from node_experiments.run_dir import SUBSETS
 from node_experiments.runner import LOCK_FILE, RESULT_FILE, STARTED_FILE, Experiment, RunResult, Runner, Schedule
 
-SCHEDULE = REPO / "configs" / "base" / "converged_schedule.args"  # patience 5, validating every 200 updates
+SCHEDULE = study_script().SCHEDULE  # the converged schedule: patience 5, validating every 200 updates
 
 
 def study_runner(work):
