@@ -21,11 +21,13 @@ import fcntl
 import hashlib
 import json
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
+from .carry import LAST_CHECKPOINT, copy_resumable
 from .experiment_config import config_path, flag_value, flag_words, read_flag_groups, without_flag
 from .length_bound import FLAGS as TRANSLATION_FLAGS
 from .run_dir import RunDir, TranslationError
@@ -192,6 +194,8 @@ class Runner:
     subsets: Sequence[str] = ("test",)  # fairseq's test set names to translate; none: training alone
     keep: bool = True  # keep a finished result of the same fingerprint; False: every run trains afresh
     kept: List[str] = field(default_factory=list)  # the experiments kept as they were, in order
+    records: Optional[Path] = None  # RECORDS/NAME.json: a finished record there keeps a run this machine lacks
+    carry: Optional[Path] = None  # CARRY/NAME: an unfinished run carried from another machine (carry.py)
 
     def run_dir(self, experiment: Experiment) -> RunDir:
         return RunDir(Path(self.work) / experiment.name)
@@ -232,6 +236,45 @@ class Runner:
         with the same fingerprint, and not trained past the cap (a cap lowered since starts it again)."""
         return self.budget.resumable and self.started_as(run, key) and not (cap and _updates(run) > cap)
 
+    def recorded(self, experiment: Experiment) -> Optional[StudyRecord]:
+        """The experiment's record in RECORDS where it finished training with these flags (to its plateau,
+        its cap, or an error that stopped it) and its run directory holds no run of these flags: a new machine
+        keeps what the repository recorded instead of training it again."""
+        path = Path(self.records or "") / f"{experiment.name}.json"
+        if self.records is None or not self.keep or not path.is_file():
+            return None
+        flags = self.flags(experiment)
+        key, cap = self.fingerprint(flags), update_cap(flags)
+        if self.started_as(self.run_dir(experiment), key):
+            return None  # the run directory is the newer word
+        record = StudyRecord.from_json(path.read_text())
+        return record if record.finished_as(key, cap) else None
+
+    def carried(self, experiment: Experiment) -> Optional[RunDir]:
+        """The experiment's unfinished run in CARRY where it resumes with these flags, within the cap."""
+        if self.carry is None:
+            return None
+        carried = RunDir(Path(self.carry) / experiment.name)
+        flags = self.flags(experiment)
+        if not carried.checkpoint(LAST_CHECKPOINT).is_file():
+            return None
+        return carried if self.resumes(carried, self.fingerprint(flags), update_cap(flags)) else None
+
+    def carry_out(self, experiment: Experiment) -> str:
+        """Copy the experiment's run into CARRY if it is unfinished (carry.py), or drop its carried copy once it
+        has finished; says what it did."""
+        run, carried = self.run_dir(experiment), RunDir(Path(self.carry) / experiment.name)
+        flags = self.flags(experiment)
+        key, cap = self.fingerprint(flags), update_cap(flags)
+        if self.recorded(experiment) or self.finished(run, key, cap) or self.trained(run, key, cap):
+            if carried.path.exists():
+                shutil.rmtree(carried.path)
+                return "finished: its carried copy removed"
+            return "finished"
+        if not (self.resumes(run, key, cap) and run.checkpoint(LAST_CHECKPOINT).is_file()):
+            return "carried as it was" if self.carried(experiment) else "nothing to carry"
+        return f"carried at update {copy_resumable(run, carried, STARTED_FILE)}"
+
     def trained(self, run: RunDir, key, cap) -> bool:
         """Whether the run finished training as KEY (to its plateau, or CAP updates) and was interrupted
         after it, while translating."""
@@ -244,10 +287,13 @@ class Runner:
         """Train the experiment; None, or why its training stopped. A resumable budget resumes a run started
         with the same fingerprint that has not trained past the cap (a cap lowered since starts it again)."""
         run = self.run_dir(experiment)
-        if not self.resumes(run, key, update_cap(flags)) and run.path.exists():
-            import shutil
-
-            shutil.rmtree(run.path)
+        if not self.resumes(run, key, update_cap(flags)):
+            if run.path.exists():
+                shutil.rmtree(run.path)
+            carried = self.carried(experiment)
+            if carried is not None:
+                updates = copy_resumable(carried, run, STARTED_FILE)
+                print(f"{experiment.name}: resuming at update {updates} from {carried.path}", flush=True)
         run.path.mkdir(parents=True, exist_ok=True)
         run.checkpoint(AVERAGED).unlink(missing_ok=True)  # averaged from checkpoints training will replace
         (run.path / STARTED_FILE).write_text(key)
@@ -318,6 +364,11 @@ class Runner:
                 raise RunnerError(f"another runner is using {self.work}; wait for it to finish") from None
             results = []
             for experiment in experiments:
+                record = self.recorded(experiment)
+                if record is not None:
+                    print(f"{experiment.name}: kept (recorded: {record.status}, {record.updates} updates)", flush=True)
+                    self.kept.append(experiment.name)
+                    continue
                 results.append(self.run(experiment))
                 if after_each is not None:
                     after_each(experiment, results[-1])

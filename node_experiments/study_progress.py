@@ -1,10 +1,13 @@
 """Where each run of a resumable study stands (scripts/study.sh --converged --progress), read from the run
-directories alone (their train.log, the fingerprint each was started with, the result kept once it is
-translated): a study of days is watched while it trains, without stopping it or touching its files.
+directories (their train.log, the fingerprint each was started with, the result kept once it is
+translated), and from the committed records and carried runs where this machine has no run directory: a
+study of days is watched while it trains, without stopping it or touching its files.
 
-For each run: finished (and how: plateau, update cap, or the error it stopped on), translating (trained,
-its result not written yet), unfinished (trained part of the way: the runner resumes it), to start again
-(its directory holds a run of other flags, or one past a cap lowered since) or not started; its updates,
+For each run: finished (and how: plateau, update cap, or the error it stopped on; "(recorded)" where only
+its committed record tells it, as on a new machine), translating (trained, its result not written yet),
+unfinished (trained part of the way: the runner resumes it; "carried" where it resumes from the repository's
+copy, node_experiments/carry.py), to start again (its directory holds a run of other flags, or one past a
+cap lowered since) or not started; its updates,
 best validation loss, the validations since that best (what fairseq's --patience counts), its median
 seconds per update, and how many updates it has left: at least until its patience could run out with no
 improvement (or its cap comes first), at most until its cap. A resumed run repeats the updates after its
@@ -17,7 +20,7 @@ from typing import List, Optional
 
 from .experiment_config import flag_value
 from .runner import LOCK_FILE, Experiment, Runner, update_cap
-from .study_record import clean_seconds_per_update
+from .study_record import StudyRecord, clean_seconds_per_update
 from .training_log import best_point
 
 FINISHED, TRANSLATING, UNFINISHED = "finished", "translating", "unfinished"
@@ -50,12 +53,18 @@ class Progress:
 
 
 def progress(runner: Runner, experiment: Experiment) -> Progress:
-    run = runner.run_dir(experiment)
     flags = runner.flags(experiment)
     key, cap = runner.fingerprint(flags), update_cap(flags)
+    record = runner.recorded(experiment)
+    if record is not None:
+        return recorded_progress(record, cap)
     patience = int(flag_value(flags, "--patience", "0"))
     every = int(flag_value(flags, "--validate-interval-updates", "0"))
+    run = runner.run_dir(experiment)
     resumes = runner.resumes(run, key, cap)
+    carried = None if resumes else runner.carried(experiment)
+    if carried is not None:  # what the runner resumes from on this machine
+        run, resumes = carried, True
     training = _training(run) if resumes else None
     curve = training.curve if training else []
     best = best_point(curve)
@@ -70,7 +79,7 @@ def progress(runner: Runner, experiment: Experiment) -> Progress:
         state = TRANSLATING
     else:
         if resumes:
-            state = UNFINISHED
+            state, how = UNFINISHED, ("carried" if carried else "")
         elif run.path.exists():
             state, how = RESTARTS, ("other flags" if not runner.started_as(run, key) else "past a lowered cap")
         else:
@@ -87,6 +96,16 @@ def progress(runner: Runner, experiment: Experiment) -> Progress:
         best_valid_loss=best.loss if best else None, best_at_update=best.updates if best else None,
         validations_since_best=since_best, least_updates_left=least, most_updates_left=most,
         seconds_per_update=clean_seconds_per_update(training.inner) if training else None)
+
+
+def recorded_progress(record: StudyRecord, cap) -> Progress:
+    """A run finished on another machine, as its committed record tells it."""
+    since_best = sum(update > record.best_at_update for update in record.valid.updates) if record.best_at_update else 0
+    return Progress(
+        experiment=record.experiment, state=FINISHED, how=f"{record.status} (recorded)", updates=record.updates,
+        cap=cap, best_valid_loss=record.best_valid_loss, best_at_update=record.best_at_update,
+        validations_since_best=since_best, seconds_per_update=record.seconds_per_update, least_updates_left=0,
+        most_updates_left=0)
 
 
 def _training(run):

@@ -71,6 +71,13 @@ class StudyRecord:
             return "-"
         return flag_value(self.flags, "--node-gradient", "adjoint")
 
+    def finished_as(self, fingerprint, cap) -> bool:
+        """Whether this is the record of a run of FINGERPRINT that finished training: on its plateau, on the
+        update cap CAP, or on an error that stopped it (a result too)."""
+        if self.fingerprint != fingerprint or self.status == "training":
+            return False
+        return self.status != "update cap" or self.updates == cap
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=None, separators=(",", ":")) + "\n"
 

@@ -3,6 +3,7 @@ one results table (Markdown and JSON) and the figures.
 
     scripts/study.sh [--converged | --minutes 10] [--all-test-sets] [EXPERIMENT ...]
     scripts/study.sh --progress     # where each converged run stands, while the runner trains
+    scripts/study.sh --carry        # the unfinished runs copied into the repository, for the next machine
 
 An EXPERIMENT is a config name (configs/NAME.args) or path; by default, under --converged, the plan
 (CONVERGED_PLAN: the main comparisons to their plateau, the single-factor variants and ablations to 3000
@@ -14,7 +15,9 @@ fast and regularised configs (see --list). Two budgets:
   from its checkpoint_last.pt (fairseq's exact resume) when the runner is started again. Its final model
   averages its last interval checkpoints; all three test sets are translated from it. Run directories
   live outside the checkout (--work, default $NODE_TRANSFORMER_RUNS/converged, NODE_TRANSFORMER_RUNS
-  defaulting to ~/node-transformer-runs), so a fresh clone loses no training.
+  defaulting to ~/node-transformer-runs), so a fresh clone loses no training. On a new machine, a run
+  that OUT/records/NAME.json records as finished with the same flags is kept, and an unfinished one
+  resumes from its copy in OUT/carry/NAME (written by --carry, to be committed; node_experiments/carry.py).
 - --minutes M: early training, each config's own flags for M minutes of wall time (fairseq's
   --stop-time-hours; the config's epoch and update limits are lifted), validating every --validate-every
   updates. An experiment interrupted while training starts again from scratch (a time budget cannot be
@@ -69,6 +72,7 @@ CONVERGED_PLAN = [
 ]
 CONVERGED_OUT = REPO / "benchmarks" / "results" / "converged"  # --converged's default OUT; the README copies its table
 RECORDS = "records"  # OUT/records/NAME.json: a converged run's StudyRecord, all that --report reads
+CARRY = "carry"  # OUT/carry/NAME/: an unfinished converged run carried to the next machine (node_experiments.carry)
 FIGURES = "figures"  # OUT/figures/*.png under --converged
 
 
@@ -104,6 +108,11 @@ def parse_args(argv=None):
     parser.add_argument("--progress", action="store_true",
                         help="--converged: print where each run of the plan (or each named, with its planned cap) "
                              "stands in WORK, read from its run directory (nothing is trained or changed), and exit")
+    parser.add_argument("--carry", action="store_true",
+                        help="--converged: copy what each unfinished run of the plan (or each named) needs to resume "
+                             "into OUT/carry/NAME, to be committed, drop the copies of runs that have finished, and "
+                             "exit; a runner on a machine without the run directory resumes from there (stop the "
+                             "runner first)")
     parser.add_argument("--list", action="store_true", help="print the default experiments by group and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -134,7 +143,8 @@ def parse_args(argv=None):
     from node_experiments.runner import Experiment, check_experiments
 
     caps = {}  # experiment -> its update cap, where the plan gives one
-    if args.converged and args.max_update is None and (args.progress or not args.experiments):
+    watching = args.progress or args.carry  # reads the plan's run directories: no data needed
+    if args.converged and args.max_update is None and (watching or not args.experiments):
         # the plan's runs as planned; one named for training trains to its plateau (the docs' example)
         args.experiments = args.experiments or [name for _, names in CONVERGED_PLAN for name in names]
         caps = {name: cap for cap, names in CONVERGED_PLAN for name in names if cap}
@@ -144,9 +154,12 @@ def parse_args(argv=None):
         parser.error(f"{problem} (--list shows the study's experiments)")
     args.data = args.data or default_data()
     args.runs = [Experiment.from_config(name, caps.get(name, args.max_update)) for name in args.experiments]
-    if args.progress:
+    if watching:
+        if args.progress and args.carry:
+            parser.error("--progress and --carry: one at a time")
         if not args.converged:
-            parser.error("--progress watches the converged study's runs; it is not allowed with --minutes")
+            parser.error(f"{'--progress' if args.progress else '--carry'} is about the converged study's runs; "
+                         "it is not allowed with --minutes")
         return args
     if check_data(args.data):
         parser.error(f"--data: {check_data(args.data)}")
@@ -156,8 +169,10 @@ def parse_args(argv=None):
 def runner_of(args, subsets):
     from node_experiments.runner import Runner, Schedule, TimeBudget
 
-    budget = Schedule(args.schedule, args.average_last) if args.converged else TimeBudget(args.minutes, args.validate_every)
-    return Runner(budget, args.work, args.data, subsets)
+    if not args.converged:
+        return Runner(TimeBudget(args.minutes, args.validate_every), args.work, args.data, subsets)
+    return Runner(Schedule(args.schedule, args.average_last), args.work, args.data, subsets,
+                  records=args.out / RECORDS, carry=args.out / CARRY)
 
 
 def _nfe_cell(nfe, direction):
@@ -299,6 +314,24 @@ def plot(args):
             print(path)
 
 
+def carry(runner, args) -> int:
+    """--carry: each run's state copied to OUT/carry, or its copy dropped once finished."""
+    from node_experiments.carry import CarryError
+    from node_experiments.study_progress import runner_active
+
+    if runner_active(args.work):
+        print(f"study: a runner is training in {args.work}: stop it first (right after a checkpoint), so that "
+              "no checkpoint is carried half-written", file=sys.stderr)
+        return 2
+    for experiment in args.runs:
+        try:
+            print(f"{experiment.name}: {runner.carry_out(experiment)}", flush=True)
+        except CarryError as error:
+            print(f"study: {experiment.name}: {error}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.report:
@@ -314,6 +347,8 @@ def main(argv=None):
         rows = [study_progress.progress(runner, run) for run in args.runs]
         print(study_progress.markdown(rows, args.work, study_progress.runner_active(args.work)), end="")
         return 0
+    if args.carry:
+        return carry(runner, args)
     from node_experiments.runner import RunnerError
 
     def record_as_it_ends(experiment, result):  # a study of days leaves its results on the way

@@ -7,7 +7,7 @@ directories under ~/node-transformer-runs/converged, final model the average of 
 all three test sets translated) or for a wall-time budget of early training (--minutes M, test2016 only
 unless --all-test-sets), and writes the results table and figures under benchmarks/results. Re-running the
 same command keeps the finished experiments and goes on with the rest. More options (--list, --work,
---out, --data, --schedule, --validate-every, --report, --progress): scripts/study.py --help.
+--out, --data, --schedule, --validate-every, --report, --progress, --carry): scripts/study.py --help.
 Environment: DATA (default data/multi30k_en_de/bin), PYTHON (default .venv/bin/python)."
 set -euo pipefail
 case "${1:-}" in -h|--help) echo "$usage"; exit 0 ;; esac

@@ -133,17 +133,29 @@ def test_converged_study_resumes_averages_and_records(prepared, tmp_path):
     log = run / "train.log"
     log.write_text(log.read_text().split("fairseq_cli.train | done training")[0])
     shutil.copy(checkpoints[1], run / "checkpoints" / "checkpoint_last.pt")
-    for path in (*checkpoints[2:], run / "study_result.json", run / "checkpoints" / "checkpoint_averaged.pt"):
+    for path in (*checkpoints[2:], run / "study_result.json", run / "checkpoints" / "checkpoint_averaged.pt",
+                 out / "records" / "transformer_1layer.json"):  # a cut run has no record yet
         path.unlink()
+    # Carried through the repository (OUT/carry) to a new machine, which has no run directory.
+    assert "transformer_1layer: carried at update 4" in study(prepared, work, "--carry", *command).stdout
+    shutil.rmtree(work)
     resumed = study(prepared, work, *command)
     assert "transformer_1layer: training (converged schedule)" in resumed.stdout
+    assert f"transformer_1layer: resuming at update 4 from {out / 'carry' / 'transformer_1layer'}" in resumed.stdout
     text = log.read_text()
     assert text.count("| training on ") == 2 and "Loaded checkpoint" in text.split("| training on ")[2]
     assert re.search(r"Loaded checkpoint \S+checkpoint_last.pt \(epoch \d+ @ 4 updates\)", text)  # not from scratch
     assert json.loads((out / "records" / "transformer_1layer.json").read_text())["updates"] == 8
+    averaged = torch.load(run / "checkpoints" / "checkpoint_averaged.pt")  # the interval checkpoints stayed behind
+    assert averaged["averaged_checkpoints"] == ["checkpoint_1_6.pt", "checkpoint_1_8.pt"]
 
     kept = study(prepared, work, *command)
     assert "transformer_1layer: kept (finished earlier)" in kept.stdout
+    new_machine = study(prepared, tmp_path / "new-machine", *command)  # the record keeps it: nothing trains
+    assert "transformer_1layer: kept (recorded: update cap, 8 updates)" in new_machine.stdout
+    assert not (tmp_path / "new-machine" / "transformer_1layer").exists()
+    assert "finished: its carried copy removed" in study(prepared, work, "--carry", *command).stdout
+    assert not list((out / "carry").glob("*/*"))
     raised = study(prepared, work, *command, "--max-update", "10")  # goes on from update 8
     assert "transformer_1layer: training (converged schedule)" in raised.stdout
     text = log.read_text()

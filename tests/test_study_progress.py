@@ -7,6 +7,7 @@ from multi30k_subset import script
 from node_experiments import study_progress
 from node_experiments.run_dir import SUBSETS
 from node_experiments.runner import LOCK_FILE, RESULT_FILE, STARTED_FILE, Experiment, RunResult, Runner, Schedule
+from node_experiments.study_record import read_all
 
 SCHEDULE = study_script().SCHEDULE  # the converged schedule: patience 5, validating every 200 updates
 
@@ -119,7 +120,13 @@ def test_progress_on_the_command_line(tmp_path):
     assert "| transformer_1layer | unfinished | 450 / 8000 | 4.000 (400) | 0 |" in shown
     named = script("study.sh", "--progress", "--work", tmp_path, "demo_kinetic").stdout  # with its planned cap
     assert "| demo_kinetic | not started | 0 / 3000 | - | 0 | - | 1200 - 3000 | - |" in named
-    plan = script("study.sh", "--progress", "--work", tmp_path).stdout  # the whole plan, nothing else started
+    empty = tmp_path / "no-records"
+    plan = script("study.sh", "--progress", "--work", tmp_path, "--out", empty).stdout  # nothing else started
     assert plan.count("| not started |") == plan.count("\n| ") - 1 and "node_full_aug1 | not started" in plan
+    # A new machine: the runs the repository's records finished are finished with today's flags.
+    fresh = script("study.sh", "--progress", "--work", tmp_path / "new-machine").stdout
+    records = read_all(study_script().CONVERGED_OUT / "records")
+    assert records and all(f"| {name} | finished: {r.status} (recorded) | {r.updates} / " in fresh
+                           for name, r in records.items())
     refused = script("study.sh", "--minutes", "1", "--progress", "--work", tmp_path, check=False)
     assert refused.returncode == 2 and "--progress" in refused.stderr

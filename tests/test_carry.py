@@ -1,0 +1,156 @@
+"""A converged study on a new machine: runs finished in committed records are kept, not trained again, and an
+unfinished run carried through the repository (node_experiments/carry.py) resumes from its copy. Run
+directories, records and checkpoints are written here as the runner and fairseq write them; the slow
+test_study.py carries a run that really trained."""
+import shutil
+
+import pytest
+import torch
+
+from multi30k_subset import script
+from test_study_progress import lay_out, log, study_runner
+from node_experiments import study_progress
+from node_experiments.carry import CarryError
+from node_experiments.run_dir import RunDir
+from node_experiments.runner import STARTED_FILE, Experiment, Runner
+from node_experiments.study_record import record_from_log
+from node_experiments.study_record import write as write_record
+
+PLATEAU = log([5.0, 4.0, 4.5, 4.5, 4.5, 4.5, 4.5], 1400, plateau=True)
+
+
+def new_machine(tmp_path):
+    """A runner with no run directories yet, and the repository's records and carry."""
+    runner = study_runner(tmp_path / "runs")
+    return Runner(runner.budget, runner.work, runner.data, runner.subsets, records=tmp_path / "out" / "records",
+                  carry=tmp_path / "out" / "carry")
+
+
+def record(runner, experiment, log_text, fingerprint=None):
+    flags = runner.flags(experiment)
+    made = record_from_log(experiment.name, flags, log_text, {}, fingerprint=fingerprint or runner.fingerprint(flags))
+    write_record(made, runner.records)
+    return made
+
+
+def save_checkpoint(path, updates):
+    """What fairseq's checkpoint_last.pt holds of its progress."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"optimizer_history": [{"num_updates": updates}], "model": {"w": torch.ones(2)}}, path)
+
+
+def test_a_finished_record_keeps_its_run_and_no_other(tmp_path):
+    runner = new_machine(tmp_path)
+    plateau, capped, other_cap, other_flags, unfinished = (
+        Experiment.from_config("transformer_1layer"), Experiment.from_config("demo_kinetic", 3000),
+        Experiment.from_config("node_decoder_aug1", 2000), Experiment.from_config("transformer_tiny"),
+        Experiment.from_config("node_separated_aug1"))
+    record(runner, plateau, PLATEAU)
+    record(runner, capped, log([5.0] * 15, 3000) + "x | INFO | fairseq_cli.train | done training in 9.0 seconds\n")
+    record(runner, Experiment.from_config("node_decoder_aug1", 3000),  # its cap was 3000 then, 2000 now
+           log([5.0] * 15, 3000) + "x | INFO | fairseq_cli.train | done training in 9.0 seconds\n")
+    record(runner, other_flags, PLATEAU, fingerprint="another fingerprint")
+    record(runner, unfinished, log([5.0, 4.9], 450))
+    assert runner.recorded(plateau).status == "plateau" and runner.recorded(capped).updates == 3000
+    assert runner.recorded(other_cap) is None and runner.recorded(other_flags) is None
+    assert runner.recorded(unfinished) is None
+    # A run directory of the same flags is the newer word: it resumes, whatever the record says.
+    lay_out(runner, plateau, log([5.0], 200))
+    assert runner.recorded(plateau) is None
+
+    shown = study_progress.progress(runner, capped)
+    assert (shown.state, shown.how, shown.updates, shown.cap) == ("finished", "update cap (recorded)", 3000, 3000)
+    assert (shown.least_updates_left, shown.most_updates_left, shown.best_valid_loss) == (0, 0, 5.0)
+
+
+def test_the_runner_keeps_recorded_runs_without_training_them(tmp_path, capsys):
+    runner = new_machine(tmp_path)
+    experiment = Experiment.from_config("transformer_1layer")
+    record(runner, experiment, PLATEAU)
+    assert runner.run_all([experiment]) == []  # had it trained, fairseq would have failed on the missing data
+    assert "transformer_1layer: kept (recorded: plateau, 1400 updates)" in capsys.readouterr().out
+    assert runner.kept == ["transformer_1layer"] and not (runner.work / "transformer_1layer").exists()
+
+
+def test_an_unfinished_run_is_carried_restored_and_dropped_once_finished(tmp_path, monkeypatch):
+    runner = new_machine(tmp_path)
+    experiment = Experiment.from_config("node_separated_aug1")
+    run = runner.run_dir(experiment)
+    assert runner.carry_out(experiment) == "nothing to carry"
+    lay_out(runner, experiment, log([5.0, 4.0, 4.2], 650))
+    save_checkpoint(run.checkpoint("checkpoint_last.pt"), 600)
+    save_checkpoint(run.checkpoint("checkpoint_1_600.pt"), 600)  # interval checkpoints stay behind
+    assert runner.carry_out(experiment) == "carried at update 600"
+    carried = runner.carried(experiment)
+    assert carried.path == tmp_path / "out" / "carry" / "node_separated_aug1"
+    assert sorted(str(p.relative_to(carried.path)) for p in carried.path.rglob("*") if p.is_file()) == \
+        ["checkpoints/checkpoint_last.pt", STARTED_FILE, "train.log"]
+    assert carried.train_log.read_text() == run.train_log.read_text()
+
+    # On the next machine: nothing but the repository. --progress reads the carried copy.
+    shutil.rmtree(runner.work)
+    assert runner.carry_out(experiment) == "carried as it was"  # a new machine never empties the carry
+    shown = study_progress.progress(runner, experiment)
+    assert (shown.state, shown.how, shown.updates, shown.best_valid_loss) == ("unfinished", "carried", 650, 4.0)
+
+    # Training restores it first: what fairseq-train finds in the run directory when it starts.
+    found = {}
+
+    def fairseq_train(self, data, flags, **_):
+        found.update(last=self.checkpoint("checkpoint_last.pt").read_bytes(), log=self.train_log.read_text(),
+                     started=(self.path / STARTED_FILE).read_text())
+        return 0
+
+    monkeypatch.setattr(RunDir, "train", fairseq_train)
+    flags = runner.flags(experiment)
+    assert runner.train(experiment, flags, runner.fingerprint(flags)) is None
+    assert found == {"last": carried.checkpoint("checkpoint_last.pt").read_bytes(),
+                     "log": carried.train_log.read_text(), "started": runner.fingerprint(flags)}
+
+    # Finished (its record committed): the carried copy goes, and is not restored again.
+    record(runner, experiment, PLATEAU)
+    shutil.rmtree(runner.work)
+    assert runner.carry_out(experiment) == "finished: its carried copy removed"
+    assert not carried.path.exists() and runner.carried(experiment) is None
+
+
+def test_a_carried_copy_of_other_flags_or_past_the_cap_is_not_restored(tmp_path):
+    runner = new_machine(tmp_path)
+    experiment = Experiment.from_config("demo_kinetic", 3000)
+    lay_out(runner, experiment, log([5.0] * 16, 3200))  # trained past today's cap of 3000
+    save_checkpoint(runner.run_dir(experiment).checkpoint("checkpoint_last.pt"), 3200)
+    assert runner.carry_out(experiment) == "nothing to carry"
+    other = Runner(runner.budget, runner.work, runner.data, runner.subsets, carry=runner.work)  # the runs as carry
+    assert other.carried(Experiment.from_config("demo_kinetic", 4000)) is not None
+    assert other.carried(experiment) is None
+    lay_out(runner, Experiment.from_config("node_decoder_aug1"), log([5.0], 200), started_as="another fingerprint")
+    save_checkpoint(runner.run_dir(Experiment.from_config("node_decoder_aug1")).checkpoint("checkpoint_last.pt"), 200)
+    assert other.carried(Experiment.from_config("node_decoder_aug1")) is None
+
+
+def test_a_half_written_checkpoint_is_not_carried(tmp_path):
+    runner = new_machine(tmp_path)
+    experiment = Experiment.from_config("node_separated_aug1")
+    lay_out(runner, experiment, log([5.0], 250))
+    last = runner.run_dir(experiment).checkpoint("checkpoint_last.pt")
+    save_checkpoint(last, 200)
+    last.write_bytes(last.read_bytes()[:100])
+    with pytest.raises(CarryError, match="checkpoint_last.pt does not load as a fairseq checkpoint"):
+        runner.carry_out(experiment)
+    assert not (tmp_path / "out" / "carry" / "node_separated_aug1" / "train.log").exists()
+
+
+def test_carry_on_the_command_line(tmp_path):
+    runner = new_machine(tmp_path)
+    experiment = Experiment.from_config("node_separated_aug1")
+    lay_out(runner, experiment, log([5.0, 4.0], 450))
+    save_checkpoint(runner.run_dir(experiment).checkpoint("checkpoint_last.pt"), 400)
+    common = ["--work", runner.work, "--out", tmp_path / "out"]
+    done = script("study.sh", "--carry", *common, "node_separated_aug1", "transformer_tiny").stdout
+    assert done == "node_separated_aug1: carried at update 400\ntransformer_tiny: nothing to carry\n"
+    plan = script("study.sh", "--converged", "--progress", *common).stdout
+    assert "| node_separated_aug1 | unfinished | 450 / 8000 |" in plan  # its own run directory, not the copy
+    for refused, message in [(["--minutes", "1", "--carry"], "--carry is about the converged study's runs"),
+                             (["--carry", "--progress"], "--progress and --carry: one at a time")]:
+        proc = script("study.sh", *refused, *common, check=False)
+        assert proc.returncode == 2 and message in proc.stderr
