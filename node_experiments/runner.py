@@ -297,6 +297,13 @@ class Runner:
         run.path.mkdir(parents=True, exist_ok=True)
         run.checkpoint(AVERAGED).unlink(missing_ok=True)  # averaged from checkpoints training will replace
         (run.path / STARTED_FILE).write_text(key)
+        if self.budget.resumable:  # a run of days may resume on another machine: its speed in comparable units
+            from . import yardstick
+
+            seconds = yardstick.measure(self, yardstick.scratch_of(self.work))
+            if seconds is not None:
+                with open(run.train_log, "a") as log:
+                    log.write(yardstick.line(seconds))
         if run.train(self.data, flags) == 0:
             return None
         return stop_reason(run.log_text())

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .experiment_config import flag_value
-from .training_log import BUDGET_SKIPS_KEY, NFE_KEYS, REGULARISER_KEYS, Training, best_point, read_training
+from .training_log import (BUDGET_SKIPS_KEY, NFE_KEYS, REGULARISER_KEYS, SESSION_LINE, Training, best_point,
+                           inner_rows, read_training)
+from .yardstick import seconds_in as yardstick_seconds
 
 EARLY_STOP_LINE = "early stop since valid performance hasn't improved"
 TEST_SETS = ("test2016_flickr", "test2017_flickr", "test2017_mscoco")  # scripts/score.py's names
@@ -47,6 +49,39 @@ class Curves:
 
 
 @dataclass
+class Session:
+    """One fairseq-train call of a run: the update it reached, its clean seconds per update, and the
+    yardstick's measured on its machine just before it (node_experiments/yardstick.py; None: not measured)."""
+
+    last_update: int
+    seconds_per_update: Optional[float]
+    yardstick: Optional[float] = None
+
+
+def sessions_of(log_text) -> List[Session]:
+    """Each training session of a run's log (one per fairseq-train call) that logged an update."""
+    found, lines, measured = [], None, None
+
+    def close():
+        rows = inner_rows("\n".join(lines or []))
+        if rows:
+            found.append(Session(int(max(row.get("num_updates", 0) for row in rows)),
+                                 clean_seconds_per_update(rows), yardstick))
+
+    yardstick = None
+    for line in log_text.splitlines():
+        if SESSION_LINE.search(line):
+            close()
+            lines, yardstick, measured = [], measured, None
+        elif yardstick_seconds(line) is not None:
+            measured = yardstick_seconds(line)
+        elif lines is not None:
+            lines.append(line)
+    close()
+    return found
+
+
+@dataclass
 class StudyRecord:
     experiment: str
     flags: List[str]
@@ -63,6 +98,20 @@ class StudyRecord:
     final_model: str = ""
     machine: str = ""  # where it trained: the context of its seconds per update
     fingerprint: str = ""  # the study runner's key of its flags and budget
+    sessions: List[Session] = field(default_factory=list)  # its fairseq-train calls, each on its machine
+
+    @property
+    def cost_in_yardstick_updates(self) -> Optional[float]:
+        """Its seconds per update over the yardstick's on the same machine, each session weighted by the
+        updates it added: a cost that compares across machines. None where a session was not measured."""
+        weighted, reached = [], 0
+        for session in self.sessions:
+            if session.yardstick is None or session.seconds_per_update is None:
+                return None
+            weighted.append((session.last_update - reached, session.seconds_per_update / session.yardstick))
+            reached = max(reached, session.last_update)
+        total = sum(updates for updates, _ in weighted if updates > 0)
+        return sum(updates * cost for updates, cost in weighted if updates > 0) / total if total else None
 
     @property
     def gradient(self) -> str:
@@ -84,7 +133,8 @@ class StudyRecord:
     @classmethod
     def from_json(cls, text):
         data = json.loads(text)
-        return cls(**{**data, "train": Curves(**data["train"]), "valid": Curves(**data["valid"])})
+        return cls(**{**data, "train": Curves(**data["train"]), "valid": Curves(**data["valid"]),
+                      "sessions": [Session(**session) for session in data.get("sessions", [])]})
 
 
 def status_of(log_text, stopped):
@@ -120,7 +170,7 @@ def record_from_log(experiment, flags, log_text, translation, stopped=None, fina
         train_hours=training.train_seconds / 3600,
         train=Curves.from_rows(training.inner, TRAIN_COLUMNS), valid=Curves.from_rows(valid_rows, VALID_COLUMNS),
         budget_skips=sorted({int(u) for u in SKIP_AT.findall(log_text)}), translation=translation,
-        final_model=final_model, machine=machine, fingerprint=fingerprint,
+        final_model=final_model, machine=machine, fingerprint=fingerprint, sessions=sessions_of(log_text),
     )
 
 

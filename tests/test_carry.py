@@ -9,7 +9,7 @@ import torch
 
 from multi30k_subset import script
 from test_study_progress import lay_out, log, study_runner
-from node_experiments import study_progress
+from node_experiments import study_progress, yardstick
 from node_experiments.carry import CarryError
 from node_experiments.run_dir import RunDir
 from node_experiments.runner import STARTED_FILE, Experiment, Runner
@@ -102,10 +102,12 @@ def test_an_unfinished_run_is_carried_restored_and_dropped_once_finished(tmp_pat
         return 0
 
     monkeypatch.setattr(RunDir, "train", fairseq_train)
+    monkeypatch.setattr(yardstick, "measure", lambda runner, scratch: 0.9)  # its own test: test_study.py
     flags = runner.flags(experiment)
     assert runner.train(experiment, flags, runner.fingerprint(flags)) is None
-    assert found == {"last": carried.checkpoint("checkpoint_last.pt").read_bytes(),
-                     "log": carried.train_log.read_text(), "started": runner.fingerprint(flags)}
+    carried_log, restored = carried.train_log.read_text(), found.pop("log")  # then this machine's yardstick
+    assert restored.startswith(carried_log) and yardstick.seconds_in(restored[len(carried_log):]) == 0.9
+    assert found == {"last": carried.checkpoint("checkpoint_last.pt").read_bytes(), "started": runner.fingerprint(flags)}
 
     # Finished (its record committed): the carried copy goes, and is not restored again.
     record(runner, experiment, PLATEAU)

@@ -124,6 +124,9 @@ def test_converged_study_resumes_averages_and_records(prepared, tmp_path):
     record = json.loads((out / "records" / "transformer_1layer.json").read_text())
     assert record["status"] == "update cap" and record["updates"] == 8
     assert record["valid"]["updates"] == [2, 4, 6, 8] and record["final_model"] == "checkpoint_averaged.pt"
+    [session] = record["sessions"]  # measured before it trained: this machine's transformer_1layer speed
+    assert session["last_update"] == 8 and session["yardstick"] > 0 and session["seconds_per_update"] > 0
+    assert not (work / ".yardstick").exists()
     assert set(record["translation"]) == {"test2016_flickr", "test2017_flickr", "test2017_mscoco"}
     assert "--max-update 8" in " ".join(record["flags"]) and "--dropout 0.3" in " ".join(record["flags"])
     assert "| transformer_1layer | - | update cap | 8 |" in (out / "study.md").read_text()
@@ -145,7 +148,9 @@ def test_converged_study_resumes_averages_and_records(prepared, tmp_path):
     text = log.read_text()
     assert text.count("| training on ") == 2 and "Loaded checkpoint" in text.split("| training on ")[2]
     assert re.search(r"Loaded checkpoint \S+checkpoint_last.pt \(epoch \d+ @ 4 updates\)", text)  # not from scratch
-    assert json.loads((out / "records" / "transformer_1layer.json").read_text())["updates"] == 8
+    record = json.loads((out / "records" / "transformer_1layer.json").read_text())
+    assert record["updates"] == 8 and [session["last_update"] for session in record["sessions"]] == [8, 8]
+    assert text.count("node_experiments.yardstick") == 2 and all(session["yardstick"] for session in record["sessions"])
     averaged = torch.load(run / "checkpoints" / "checkpoint_averaged.pt")  # the interval checkpoints stayed behind
     assert averaged["averaged_checkpoints"] == ["checkpoint_1_6.pt", "checkpoint_1_8.pt"]
 

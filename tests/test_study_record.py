@@ -124,3 +124,29 @@ def test_the_gpu_check_sets_its_runs_beside_the_cpu_records():
         proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--updates", "2"], capture_output=True,
                               text=True, cwd=REPO, timeout=120)
         assert proc.returncode == 2 and "no CUDA device here" in proc.stderr and "--allow-cpu" in proc.stderr
+
+
+def yardstick_line(seconds):
+    return f"2026-11-24 09:59:00 | INFO | node_experiments.yardstick | transformer_1layer {seconds} s/update on this machine\n"
+
+
+def test_each_session_keeps_its_machines_yardstick_and_the_cost_compares_across_machines():
+    """A run resumed on a machine four times as slow (by its yardstick): its seconds per update are four times
+    as many there, its cost in yardstick updates the same, each session weighted by the updates it added."""
+    def session(day, last, ups, skip):
+        return SESSION.format(day=day, skip=skip, nfe_first=14, nfe_last=15, inner=last - 50, valid=last - 40,
+                              loss=7.0, last=last).replace("wall=60", f"ups={ups}, wall=60").replace(
+                                  "wall=120", f"ups={ups}, wall=120")
+
+    log = yardstick_line(1.0) + session("2026-11-24", 100, 0.5, 7) + yardstick_line(4.0) + \
+        session("2026-11-25", 300, 0.125, 130)
+    record = record_from_log("node_x", NODE_FLAGS, log, {})
+    assert record.sessions == [study_record.Session(100, 2.0, 1.0), study_record.Session(300, 8.0, 4.0)]
+    assert record.cost_in_yardstick_updates == pytest.approx((100 * 2.0 + 200 * 2.0) / 300)
+    assert StudyRecord.from_json(record.to_json()) == record
+    unmeasured = record_from_log("node_x", NODE_FLAGS, session("2026-11-24", 100, 0.5, 7) + yardstick_line(4.0)
+                                 + session("2026-11-25", 300, 0.125, 130), {})
+    assert [s.yardstick for s in unmeasured.sessions] == [None, 4.0] and unmeasured.cost_in_yardstick_updates is None
+    old = json.loads(record.to_json())
+    del old["sessions"]  # a record written before sessions were kept
+    assert StudyRecord.from_json(json.dumps(old)).cost_in_yardstick_updates is None
