@@ -5,7 +5,8 @@ Every row states the 2019 claim, the experiments that test it, the rule that dec
 the records give; its verdict is "reproduced", "refuted" or "not testable yet" (an experiment it needs has
 no record). The rules are fixed here, before the numbers: a validation-loss difference of at most
 ``LEVEL`` (base 2) counts as level, an NFE change of more than ``NFE_CHANGE`` of its start as a rise or
-a fall, a cost ratio above ``SLOWER`` as much slower. Plain Python over ``StudyRecord``s: the table rebuilds
+a fall, a cost ratio above ``SLOWER`` as much slower. Costs per update are in transformer_1layer updates on
+the same machine (``cost``), so that runs trained on different machines compare. Plain Python over ``StudyRecord``s: the table rebuilds
 from the records on a fresh clone.
 """
 from dataclasses import dataclass
@@ -16,13 +17,14 @@ from .study_record import TEST_SETS, StudyRecord
 
 LEVEL = 0.05  # validation loss (base 2): closer than this is level
 NFE_CHANGE = 0.10  # a change of more than 10% of the first logged NFE is a rise (or a fall)
-SLOWER = 1.5  # "much slower": more than 1.5x the seconds per update, or the hours to the plateau
+SLOWER = 1.5  # "much slower": more than 1.5x the cost per update, or the time to the plateau
 TRANSLATES = 20.0  # tokenized BLEU on test2016 at which a model translates
 WINDOW = 250  # updates: NFE "at update U" is the mean of the intervals logged in (U - WINDOW, U]
 EQUAL_UPDATES = 3000  # where the "against their base run" experiments are compared
 CAPPED_UPDATES = 2000  # where the capped experiments are compared
 
 REPRODUCED, REFUTED, NOT_TESTABLE = "reproduced", "refuted", "not testable yet"
+YARDSTICK = "transformer_1layer"  # the unit of cost per update (node_experiments/yardstick.py)
 # The layer-function NODE decoder trained to its plateau: the best config of the equal-time measurements
 # (benchmarks/results/layer_function/), against the classic 1+1 and 4+4.
 LAYER_EXPERIMENT = "node_layer_euler_t2"
@@ -94,10 +96,28 @@ def _bleu_text(record):
     return f"BLEU {score:.2f}" if score is not None else "not translated"
 
 
-def hours_to_plateau(record: StudyRecord) -> Optional[float]:
-    if record.best_at_update is None or not record.seconds_per_update:
+def cost(records, name) -> Optional[float]:
+    """NAME's seconds per update in yardstick updates (transformer_1layer's, on the same machine): a cost that
+    compares across machines. From its record's measured yardsticks or, for a record made before the
+    yardstick, against transformer_1layer's record made before it too: the study's first machine trained
+    both, and that run's own clean seconds per update is its yardstick. None where neither holds."""
+    record, unit = records[name], records.get(YARDSTICK)
+    if record.cost_in_yardstick_updates is not None:
+        return record.cost_in_yardstick_updates
+    if record.sessions or unit is None or unit.sessions or not unit.seconds_per_update:
         return None
-    return record.best_at_update * record.seconds_per_update / 3600
+    return record.seconds_per_update / unit.seconds_per_update
+
+
+def _costs(records, c, names) -> Optional[Dict[str, float]]:
+    """{name: cost} of NAMES, or None with the conclusion's evidence saying which is unknown."""
+    costs = {name: cost(records, name) for name in names}
+    unknown = [name for name, value in costs.items() if value is None]
+    if unknown:
+        c.evidence = (f"the cost per update of {', '.join(unknown)} is not known on a common scale "
+                      "(a session without a yardstick)")
+        return None
+    return costs
 
 
 def _compare_at(records, name, base, update):
@@ -126,15 +146,19 @@ def _behind_1layer(records, c):
 
 
 def _slower(records, c):
-    classic = records["transformer_1layer"]
+    costs = _costs(records, c, c.experiments)
+    if costs is None:
+        return
+    classic = "transformer_1layer"
     parts, slower = [], []
     for name in c.experiments[1:]:
-        r = records[name]
-        per_update = r.seconds_per_update / classic.seconds_per_update
-        hours, classic_hours = hours_to_plateau(r), hours_to_plateau(classic)
-        parts.append(f"{name}: {per_update:.1f}x per update, {hours:.1f} h to its best against {classic_hours:.1f} h")
+        per_update = costs[name] / costs[classic]
+        # hours to the best on one machine: updates to the best times the cost of one
+        hours = records[name].best_at_update * costs[name]
+        classic_hours = records[classic].best_at_update * costs[classic]
+        parts.append(f"{name}: {per_update:.1f}x per update, {hours / classic_hours:.1f}x the time to its best")
         slower.append(per_update > SLOWER or hours > SLOWER * classic_hours)
-    c.evidence = "; ".join(parts)
+    c.evidence = "; ".join(parts) + " (costs in transformer_1layer updates on the same machine)"
     c.verdict = REPRODUCED if all(slower) else REFUTED
 
 
@@ -164,11 +188,18 @@ def _refines_forever(records, c):
     c.verdict = REPRODUCED if r.budget_skips or r.status.startswith("stopped") else REFUTED
 
 
+def _cost_ratio(records, c, name, base) -> Optional[float]:
+    """NAME's cost per update over BASE's, or None with the evidence saying which is unknown."""
+    costs = _costs(records, c, [name, base])
+    return costs[name] / costs[base] if costs else None
+
+
 def _separated_cheaper(records, c):
-    separated, full = (records[n] for n in c.experiments)
-    ratio = separated.seconds_per_update / full.seconds_per_update
-    difference, evidence = _compare_at(records, separated.experiment, full.experiment, EQUAL_UPDATES)
-    c.evidence = f"{ratio:.2f}x the seconds per update; {evidence}"
+    separated, full = c.experiments
+    if (ratio := _cost_ratio(records, c, separated, full)) is None:
+        return
+    difference, evidence = _compare_at(records, separated, full, EQUAL_UPDATES)
+    c.evidence = f"{ratio:.2f}x the cost per update; {evidence}"
     if difference is not None:
         c.verdict = REPRODUCED if ratio < 1 / 1.1 and difference <= LEVEL else REFUTED
 
@@ -194,7 +225,8 @@ def _weight_decay(records, c):
 
 def _tolerance(records, c):
     loose, tight = c.experiments
-    ratio = records[tight].seconds_per_update / records[loose].seconds_per_update
+    if (ratio := _cost_ratio(records, c, tight, loose)) is None:
+        return
     difference, evidence = _compare_at(records, loose, tight, CAPPED_UPDATES)
     c.evidence = f"{tight} costs {ratio:.1f}x per update; {evidence}"
     if difference is not None:
@@ -248,8 +280,9 @@ CHECKS: List[tuple] = [
                 figure="node_vs_1layer/best_valid_loss_vs_updates.png"), _behind_1layer),
     (Conclusion("2", "It trains much slower",
                 ["transformer_1layer", "node_separated_aug1", "node_full_tol1e-2"],
-                f"reproduced if each adaptive NODE run costs more than {SLOWER}x the 1-layer's seconds per update "
-                "or hours to its best validation loss (clean seconds per update x updates)",
+                f"reproduced if each adaptive NODE run costs more than {SLOWER}x the 1-layer per update, or takes "
+                "more than that to its best validation loss (updates x cost per update; costs in transformer_1layer "
+                "updates on the same machine: records of several machines compare)",
                 figure="node_vs_1layer/best_valid_loss_vs_hours.png"), _slower),
     (Conclusion("3", "Its NFE rises while it learns",
                 ["node_separated_aug1", "node_full_tol1e-2"],

@@ -62,7 +62,7 @@ def test_each_conclusion_is_decided_by_its_rule(records):
     assert checked["4"].verdict == sc.REPRODUCED and checked["4"].evidence == "enc 20.0 → 20.4 (+2%), dec 14.0 → 18.0 (+29%)"
     assert checked["6"].verdict == sc.REPRODUCED and "1 batches over the step budget" in checked["6"].evidence
     # separated: 2/3 of the cost, and at update 3000 its 3.8 against the full decoder's 3.82: level
-    assert checked["7"].verdict == sc.REPRODUCED and "0.67x the seconds per update" in checked["7"].evidence
+    assert checked["7"].verdict == sc.REPRODUCED and "0.67x the cost per update" in checked["7"].evidence
     assert checked["9"].verdict == sc.REFUTED  # time dependence 0.3 below its base at update 3000: it helped
     assert "node_separated_aug1_timedep 3.500, node_separated_aug1 3.800" in checked["9"].evidence
     # weight decay: NFE 16 against 20 (-20%) and 0.1 higher: both halves
@@ -226,3 +226,24 @@ def test_the_readmes_conclusions_are_those_of_the_committed_records():
     assert records, "no committed record"
     assert study.readme_with_conclusions(sc.check(records)) == (REPO / "README.md").read_text(), \
         "README.md's conclusions are stale: run scripts/study.sh --report"
+
+
+def test_costs_compare_across_machines_by_their_yardsticks(records):
+    """node_decoder_aug1 trained again on a machine twice as slow as the others': 6 s per update there, its
+    yardstick 1.2 s: 5 transformer_1layer updates, as on the others' machine (3.0 s against 0.6). The
+    separated decoder's advantage (row 7) reads the same."""
+    from node_experiments.study_record import Session
+
+    moved = records["node_decoder_aug1"]
+    moved.seconds_per_update, moved.sessions = 6.0, [Session(last_update=3000, seconds_per_update=6.0, yardstick=1.2)]
+    assert sc.cost(records, "node_decoder_aug1") == pytest.approx(5.0)
+    assert sc.cost(records, "transformer_1layer") == 1.0  # made before the yardstick: its own speed is its unit
+    assert sc.cost(records, "node_separated_aug1") == pytest.approx(2.0 / 0.6)
+    checked = by_number(sc.check(records))
+    assert checked["7"].verdict == sc.REPRODUCED and "0.67x the cost per update" in checked["7"].evidence
+
+    moved.sessions.append(Session(last_update=3200, seconds_per_update=3.0, yardstick=None))  # not measured
+    assert sc.cost(records, "node_decoder_aug1") is None
+    checked = by_number(sc.check(records))
+    assert checked["7"].verdict == sc.NOT_TESTABLE
+    assert "the cost per update of node_decoder_aug1 is not known on a common scale" in checked["7"].evidence
