@@ -135,6 +135,12 @@ class RunDir:
 
         return read_training(self.log_text())
 
+    def training_so_far(self):
+        """training(), or Training.empty() where the run has not begun training."""
+        from .training_log import training_so_far
+
+        return training_so_far(self.log_text())
+
     # --- what it records of its data ---
     def record_data(self, data) -> Path:
         """Copy into data/ what translating needs of the prepared data directory DATA (.../bin): the

@@ -180,10 +180,7 @@ def stop_reason(log_text) -> str:
 
 
 def _updates(run: RunDir) -> int:
-    try:
-        return run.training().updates
-    except ValueError:  # never trained
-        return 0
+    return run.training_so_far().updates
 
 
 @dataclass
@@ -349,13 +346,10 @@ class Runner:
             if training_stopped:
                 print(f"{experiment.name}: training stopped: {training_stopped}", flush=True)
         translation, stopped = self.translate_final(run, training_stopped)
-        try:
-            training = run.training()
-        except ValueError:  # stopped before training began
-            training = Training.empty()
         result = RunResult.from_training(
-            experiment.name, training, translation=translation, stopped=stopped, training_stopped=training_stopped,
-            translation_flags=TRANSLATION_FLAGS, fingerprint=key, budget=self.budget.key(), max_update=cap)
+            experiment.name, run.training_so_far(), translation=translation, stopped=stopped,
+            training_stopped=training_stopped, translation_flags=TRANSLATION_FLAGS, fingerprint=key,
+            budget=self.budget.key(), max_update=cap)
         (run.path / RESULT_FILE).write_text(result.to_json())
         print(f"{experiment.name}: done in {(time.time() - started) / 60:.1f} min", flush=True)
         return result

@@ -21,7 +21,7 @@ from typing import List, Optional
 from .experiment_config import flag_value
 from .runner import LOCK_FILE, Experiment, Runner, update_cap
 from .study_record import StudyRecord, clean_seconds_per_update
-from .training_log import best_point
+from .training_log import Training, best_point
 
 FINISHED, TRANSLATING, UNFINISHED = "finished", "translating", "unfinished"
 RESTARTS, NOT_STARTED = "starts again", "not started"
@@ -65,11 +65,11 @@ def progress(runner: Runner, experiment: Experiment) -> Progress:
     carried = None if resumes else runner.carried(experiment)
     if carried is not None:  # what the runner resumes from on this machine
         run, resumes = carried, True
-    training = _training(run) if resumes else None
-    curve = training.curve if training else []
+    training = run.training_so_far() if resumes else Training.empty()
+    curve = training.curve
     best = best_point(curve)
     since_best = sum(point.updates > best.updates for point in curve) if best else 0
-    updates = training.updates if training else 0
+    updates = training.updates
     result = runner.finished(run, key, cap) if resumes else None
     how, least, most = "", 0, 0
     if result is not None:
@@ -95,7 +95,7 @@ def progress(runner: Runner, experiment: Experiment) -> Progress:
         experiment=experiment.name, state=state, how=how, updates=updates, cap=cap,
         best_valid_loss=best.loss if best else None, best_at_update=best.updates if best else None,
         validations_since_best=since_best, least_updates_left=least, most_updates_left=most,
-        seconds_per_update=clean_seconds_per_update(training.inner) if training else None)
+        seconds_per_update=clean_seconds_per_update(training.inner))
 
 
 def recorded_progress(record: StudyRecord, cap) -> Progress:
@@ -106,13 +106,6 @@ def recorded_progress(record: StudyRecord, cap) -> Progress:
         cap=cap, best_valid_loss=record.best_valid_loss, best_at_update=record.best_at_update,
         validations_since_best=since_best, seconds_per_update=record.seconds_per_update, least_updates_left=0,
         most_updates_left=0)
-
-
-def _training(run):
-    try:
-        return run.training()
-    except ValueError:  # no log, or no first update in it yet
-        return None
 
 
 def runner_active(work) -> bool:

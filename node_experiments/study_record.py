@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .experiment_config import flag_value
-from .training_log import (BUDGET_SKIPS_KEY, NFE_KEYS, REGULARISER_KEYS, SESSION_LINE, Training, best_point,
-                           inner_rows, read_training)
+from .training_log import (BUDGET_SKIPS_KEY, NFE_KEYS, REGULARISER_KEYS, SESSION_LINE, best_point, inner_rows,
+                           training_so_far)
 from .yardstick import seconds_in as yardstick_seconds
 
 EARLY_STOP_LINE = "early stop since valid performance hasn't improved"
@@ -157,10 +157,7 @@ def record_from_log(experiment, flags, log_text, translation, stopped=None, fina
                     fingerprint="") -> StudyRecord:
     """The record of a run from its train.log (appended to by every resumed session) and the scores of its
     final model."""
-    try:
-        training = read_training(log_text)
-    except ValueError:  # stopped before its first update
-        training = Training.empty()
+    training = training_so_far(log_text)
     valid_rows = [dict(values, num_updates=point.updates) for values, point in zip(training.valid, training.curve)]
     best = best_point(training.curve)
     return StudyRecord(

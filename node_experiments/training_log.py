@@ -101,6 +101,14 @@ def read_training(log_text) -> Training:
                     budget_skips=len(SKIP_LINE.findall(log_text)))
 
 
+def training_so_far(log_text) -> Training:
+    """read_training, or Training.empty() for a log of a run that has not begun training (or no log)."""
+    try:
+        return read_training(log_text)
+    except ValueError:
+        return Training.empty()
+
+
 def last_session(log_text):
     """The log of a run's last fairseq-train call (a resumed run's log holds one per call)."""
     return SESSION_LINE.split(log_text)[-1]
