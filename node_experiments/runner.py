@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from .carry import LAST_CHECKPOINT, copy_resumable
+from .carry import LAST_CHECKPOINT, CarryError, checkpoint_updates, copy_resumable
 from .experiment_config import config_path, flag_value, flag_words, read_flag_groups, without_flag
 from .length_bound import FLAGS as TRANSLATION_FLAGS
 from .run_dir import RunDir, TranslationError
@@ -112,11 +112,15 @@ class Schedule:
         """The average of the run's last interval checkpoints, made once training has ended (a run that
         stopped before its first interval checkpoint has its checkpoint_last.pt alone)."""
         averaged = run.checkpoint(AVERAGED)
-        if not averaged.is_file() and run.checkpoint("checkpoint_best.pt").is_file():
+        if not averaged.is_file():
             from .averaging import average_checkpoints, interval_checkpoints
 
-            last = [path for path in [run.checkpoint("checkpoint_last.pt")] if path.is_file()]
-            average_checkpoints(interval_checkpoints(run.checkpoints)[-self.average_last:] or last, averaged)
+            # checkpoint_best.pt may be missing: a run carried to another machine (carry.py) has none until
+            # a validation there matches its best
+            last = [path for path in [run.checkpoint(LAST_CHECKPOINT)] if path.is_file()]
+            saved = interval_checkpoints(run.checkpoints)[-self.average_last:] or last
+            if saved:
+                average_checkpoints(saved, averaged)
         return averaged
 
 
@@ -193,6 +197,7 @@ class Runner:
     kept: List[str] = field(default_factory=list)  # the experiments kept as they were, in order
     records: Optional[Path] = None  # RECORDS/NAME.json: a finished record there keeps a run this machine lacks
     carry: Optional[Path] = None  # CARRY/NAME: an unfinished run carried from another machine (carry.py)
+    yardstick: bool = False  # measure this machine's yardstick before each training session (yardstick.py)
 
     def run_dir(self, experiment: Experiment) -> RunDir:
         return RunDir(Path(self.work) / experiment.name)
@@ -263,14 +268,35 @@ class Runner:
         run, carried = self.run_dir(experiment), RunDir(Path(self.carry) / experiment.name)
         flags = self.flags(experiment)
         key, cap = self.fingerprint(flags), update_cap(flags)
-        if self.recorded(experiment) or self.finished(run, key, cap) or self.trained(run, key, cap):
+        if self.recorded(experiment) or self.finished(run, key, cap):
             if carried.path.exists():
                 shutil.rmtree(carried.path)
                 return "finished: its carried copy removed"
             return "finished"
+        if self.trained(run, key, cap):
+            return ("trained, not translated yet: let the runner translate it here (its record ends the carry)"
+                    + ("; the carried copy is kept" if carried.path.exists() else ""))
         if not (self.resumes(run, key, cap) and run.checkpoint(LAST_CHECKPOINT).is_file()):
             return "carried as it was" if self.carried(experiment) else "nothing to carry"
+        if self.carried(experiment) is not None and self.carried_further(run, carried, True):
+            return (f"not carried: the carried copy is further along (update "
+                    f"{checkpoint_updates(carried.checkpoint(LAST_CHECKPOINT))}) than this machine's run")
         return f"carried at update {copy_resumable(run, carried, STARTED_FILE)}"
+
+    @staticmethod
+    def carried_further(run: RunDir, carried: RunDir, resumes: bool) -> bool:
+        """Whether the carried copy is further along than the run directory (which RESUMES or not): a machine
+        that kept an older run directory must not train again what another machine has trained since."""
+        if not resumes or not run.checkpoint(LAST_CHECKPOINT).is_file():
+            return True
+        try:
+            here = checkpoint_updates(run.checkpoint(LAST_CHECKPOINT))
+        except CarryError:
+            return True  # a half-written checkpoint here: the copy is the one to resume from
+        try:
+            return checkpoint_updates(carried.checkpoint(LAST_CHECKPOINT)) > here
+        except CarryError:
+            return False
 
     def trained(self, run: RunDir, key, cap) -> bool:
         """Whether the run finished training as KEY (to its plateau, or CAP updates) and was interrupted
@@ -284,17 +310,21 @@ class Runner:
         """Train the experiment; None, or why its training stopped. A resumable budget resumes a run started
         with the same fingerprint that has not trained past the cap (a cap lowered since starts it again)."""
         run = self.run_dir(experiment)
-        if not self.resumes(run, key, update_cap(flags)):
-            if run.path.exists():
-                shutil.rmtree(run.path)
-            carried = self.carried(experiment)
-            if carried is not None:
+        resumes = self.resumes(run, key, update_cap(flags))
+        carried = self.carried(experiment)
+        restores = carried is not None and self.carried_further(run, carried, resumes)
+        if (restores or not resumes) and run.path.exists():
+            shutil.rmtree(run.path)  # restored whole: no interval checkpoint of an older run directory stays
+        if restores:
+            try:
                 updates = copy_resumable(carried, run, STARTED_FILE)
                 print(f"{experiment.name}: resuming at update {updates} from {carried.path}", flush=True)
+            except CarryError as error:
+                print(f"{experiment.name}: not resuming from {carried.path}: {error}", flush=True)
         run.path.mkdir(parents=True, exist_ok=True)
         run.checkpoint(AVERAGED).unlink(missing_ok=True)  # averaged from checkpoints training will replace
         (run.path / STARTED_FILE).write_text(key)
-        if self.budget.resumable:  # a run of days may resume on another machine: its speed in comparable units
+        if self.yardstick:  # a run of days may resume on another machine: its speed in comparable units
             from . import yardstick
 
             seconds = yardstick.measure(self, yardstick.scratch_of(self.work))

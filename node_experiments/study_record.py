@@ -106,12 +106,14 @@ class StudyRecord:
         updates it added: a cost that compares across machines. None where a session was not measured."""
         weighted, reached = [], 0
         for session in self.sessions:
+            added, reached = session.last_update - reached, max(reached, session.last_update)
+            if added <= 0:
+                continue  # only repeated updates after a resume: it adds nothing to weigh
             if session.yardstick is None or session.seconds_per_update is None:
                 return None
-            weighted.append((session.last_update - reached, session.seconds_per_update / session.yardstick))
-            reached = max(reached, session.last_update)
-        total = sum(updates for updates, _ in weighted if updates > 0)
-        return sum(updates * cost for updates, cost in weighted if updates > 0) / total if total else None
+            weighted.append((added, session.seconds_per_update / session.yardstick))
+        total = sum(updates for updates, _ in weighted)
+        return sum(updates * cost for updates, cost in weighted) / total if total else None
 
     @property
     def gradient(self) -> str:

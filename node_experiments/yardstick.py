@@ -20,12 +20,12 @@ from typing import Optional
 
 YARDSTICK = "transformer_1layer"
 UPDATES, LOG_EVERY = 60, 10  # six logged intervals: their median drops the first, which includes start-up
-LINE = re.compile(r"node_experiments\.yardstick \| \S+ ([\d.]+) s/update on this machine")
+LINE = re.compile(r"node_experiments\.yardstick \| \S+ ([\d.eE+-]+) s/update on this machine")
 
 
 def line(seconds_per_update) -> str:
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-    return f"{stamp} | INFO | node_experiments.yardstick | {YARDSTICK} {seconds_per_update:.3f} s/update on this machine\n"
+    return f"{stamp} | INFO | node_experiments.yardstick | {YARDSTICK} {seconds_per_update:.6g} s/update on this machine\n"
 
 
 def measure(runner, scratch) -> Optional[float]:
@@ -45,6 +45,9 @@ def measure(runner, scratch) -> Optional[float]:
         if seconds is None:
             print(f"yardstick: {YARDSTICK} trained no update here:\n{run.log_text()[-2000:]}", file=sys.stderr)
         return seconds
+    except OSError as error:  # a full disk, say: the run trains on without its yardstick
+        print(f"yardstick: not measured: {error}", file=sys.stderr)
+        return None
     finally:
         shutil.rmtree(run.path, ignore_errors=True)
 

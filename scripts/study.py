@@ -143,8 +143,9 @@ def parse_args(argv=None):
     from node_experiments.runner import Experiment, check_experiments
 
     caps = {}  # experiment -> its update cap, where the plan gives one
-    watching = args.progress or args.carry  # reads the plan's run directories: no data needed
-    if args.converged and args.max_update is None and (watching or not args.experiments):
+    watching = args.progress or args.carry  # reads the run directories: no data needed
+    # --carry takes the caps training takes, so that it finds the runs training left
+    if args.converged and args.max_update is None and (args.progress or not args.experiments):
         # the plan's runs as planned; one named for training trains to its plateau (the docs' example)
         args.experiments = args.experiments or [name for _, names in CONVERGED_PLAN for name in names]
         caps = {name: cap for cap, names in CONVERGED_PLAN for name in names if cap}
@@ -172,7 +173,7 @@ def runner_of(args, subsets):
     if not args.converged:
         return Runner(TimeBudget(args.minutes, args.validate_every), args.work, args.data, subsets)
     return Runner(Schedule(args.schedule, args.average_last), args.work, args.data, subsets,
-                  records=args.out / RECORDS, carry=args.out / CARRY)
+                  records=args.out / RECORDS, carry=args.out / CARRY, yardstick=True)
 
 
 def _nfe_cell(nfe, direction):

@@ -19,11 +19,23 @@ from node_experiments.study_record import write as write_record
 PLATEAU = log([5.0, 4.0, 4.5, 4.5, 4.5, 4.5, 4.5], 1400, plateau=True)
 
 
-def new_machine(tmp_path):
+def new_machine(tmp_path, **options):
     """A runner with no run directories yet, and the repository's records and carry."""
     runner = study_runner(tmp_path / "runs")
     return Runner(runner.budget, runner.work, runner.data, runner.subsets, records=tmp_path / "out" / "records",
-                  carry=tmp_path / "out" / "carry")
+                  carry=tmp_path / "out" / "carry", **options)
+
+
+def fake_training(monkeypatch, found):
+    """RunDir.train as fairseq-train finds the run directory when it starts: FOUND gets its files."""
+    def fairseq_train(self, data, flags, **_):
+        last = self.checkpoint("checkpoint_last.pt")
+        found.update(last=last.read_bytes() if last.is_file() else None, log=self.log_text(),
+                     started=(self.path / STARTED_FILE).read_text(),
+                     files=sorted(p.name for p in self.checkpoints.glob("*.pt")))
+        return 0
+
+    monkeypatch.setattr(RunDir, "train", fairseq_train)
 
 
 def record(runner, experiment, log_text, fingerprint=None):
@@ -73,7 +85,7 @@ def test_the_runner_keeps_recorded_runs_without_training_them(tmp_path, capsys):
 
 
 def test_an_unfinished_run_is_carried_restored_and_dropped_once_finished(tmp_path, monkeypatch):
-    runner = new_machine(tmp_path)
+    runner = new_machine(tmp_path, yardstick=True)
     experiment = Experiment.from_config("node_separated_aug1")
     run = runner.run_dir(experiment)
     assert runner.carry_out(experiment) == "nothing to carry"
@@ -95,19 +107,14 @@ def test_an_unfinished_run_is_carried_restored_and_dropped_once_finished(tmp_pat
 
     # Training restores it first: what fairseq-train finds in the run directory when it starts.
     found = {}
-
-    def fairseq_train(self, data, flags, **_):
-        found.update(last=self.checkpoint("checkpoint_last.pt").read_bytes(), log=self.train_log.read_text(),
-                     started=(self.path / STARTED_FILE).read_text())
-        return 0
-
-    monkeypatch.setattr(RunDir, "train", fairseq_train)
+    fake_training(monkeypatch, found)
     monkeypatch.setattr(yardstick, "measure", lambda runner, scratch: 0.9)  # its own test: test_study.py
     flags = runner.flags(experiment)
     assert runner.train(experiment, flags, runner.fingerprint(flags)) is None
     carried_log, restored = carried.train_log.read_text(), found.pop("log")  # then this machine's yardstick
     assert restored.startswith(carried_log) and yardstick.seconds_in(restored[len(carried_log):]) == 0.9
-    assert found == {"last": carried.checkpoint("checkpoint_last.pt").read_bytes(), "started": runner.fingerprint(flags)}
+    assert found == {"last": carried.checkpoint("checkpoint_last.pt").read_bytes(), "started": runner.fingerprint(flags),
+                     "files": ["checkpoint_last.pt"]}
 
     # Finished (its record committed): the carried copy goes, and is not restored again.
     record(runner, experiment, PLATEAU)
@@ -150,9 +157,81 @@ def test_carry_on_the_command_line(tmp_path):
     common = ["--work", runner.work, "--out", tmp_path / "out"]
     done = script("study.sh", "--carry", *common, "node_separated_aug1", "transformer_tiny").stdout
     assert done == "node_separated_aug1: carried at update 400\ntransformer_tiny: nothing to carry\n"
+    runner.run_dir(experiment).train_log.write_text(log([5.0, 4.0, 3.9], 650))  # trained on after the carry
     plan = script("study.sh", "--converged", "--progress", *common).stdout
-    assert "| node_separated_aug1 | unfinished | 450 / 8000 |" in plan  # its own run directory, not the copy
+    assert "| node_separated_aug1 | unfinished | 650 / 8000 |" in plan  # its own run directory, not the copy
     for refused, message in [(["--minutes", "1", "--carry"], "--carry is about the converged study's runs"),
                              (["--carry", "--progress"], "--progress and --carry: one at a time")]:
         proc = script("study.sh", *refused, *common, check=False)
         assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_the_further_of_a_kept_run_directory_and_its_carried_copy_trains_on(tmp_path, monkeypatch):
+    """A machine that kept its run directory at update 600 while another machine took the carried copy to
+    1400: the copy is restored whole (none of the older interval checkpoints stays), and --carry here does
+    not overwrite it with the older run."""
+    runner = new_machine(tmp_path)
+    experiment = Experiment.from_config("node_separated_aug1")
+    run, carried = runner.run_dir(experiment), RunDir(tmp_path / "out" / "carry" / "node_separated_aug1")
+    lay_out(runner, experiment, log([5.0, 4.0, 4.2], 650))
+    save_checkpoint(run.checkpoint("checkpoint_last.pt"), 600)
+    save_checkpoint(run.checkpoint("checkpoint_3_600.pt"), 600)
+    assert runner.carry_out(experiment) == "carried at update 600"
+    carried.train_log.write_text(log([5.0, 4.0, 4.2, 4.1, 4.0, 3.9, 3.8], 1450))  # trained on elsewhere
+    save_checkpoint(carried.checkpoint("checkpoint_last.pt"), 1400)
+    assert runner.carry_out(experiment) == ("not carried: the carried copy is further along (update 1400) than "
+                                            "this machine's run")
+    found = {}
+    fake_training(monkeypatch, found)
+    flags = runner.flags(experiment)
+    runner.train(experiment, flags, runner.fingerprint(flags))
+    assert found["last"] == carried.checkpoint("checkpoint_last.pt").read_bytes()
+    assert found["files"] == ["checkpoint_last.pt"] and found["log"] == carried.train_log.read_text()
+
+    # Further here than the copy: the run directory trains on as it is, and --carry replaces the copy.
+    save_checkpoint(run.checkpoint("checkpoint_last.pt"), 1600)
+    run.train_log.write_text(log([5.0, 4.0, 4.2, 4.1, 4.0, 3.9, 3.8, 3.7], 1650))
+    runner.train(experiment, flags, runner.fingerprint(flags))
+    assert found["last"] == run.checkpoint("checkpoint_last.pt").read_bytes()
+    assert runner.carry_out(experiment) == "carried at update 1600"
+
+
+def test_a_run_trained_but_not_translated_keeps_its_carried_copy(tmp_path):
+    runner = new_machine(tmp_path)
+    experiment = Experiment.from_config("node_separated_aug1")
+    lay_out(runner, experiment, log([5.0, 4.0, 4.2], 650))
+    save_checkpoint(runner.run_dir(experiment).checkpoint("checkpoint_last.pt"), 600)
+    runner.carry_out(experiment)
+    runner.run_dir(experiment).train_log.write_text(log([5.0, 4.0] + [4.5] * 5, 1400, plateau=True))
+    assert runner.carry_out(experiment).startswith("trained, not translated yet: let the runner translate it here")
+    assert runner.carried(experiment) is not None
+
+
+def test_a_carried_run_without_a_best_checkpoint_still_has_a_final_model(tmp_path):
+    """fairseq writes checkpoint_best.pt only at a validation that matches the best so far: a run carried in
+    its last validations, none better after the move, has interval checkpoints and checkpoint_last.pt alone."""
+    runner = new_machine(tmp_path)
+    run = runner.run_dir(Experiment.from_config("node_separated_aug1"))
+    for updates in (1200, 1400):
+        save_checkpoint(run.checkpoint(f"checkpoint_9_{updates}.pt"), updates)
+    save_checkpoint(run.checkpoint("checkpoint_last.pt"), 1400)
+    final = runner.budget.final_checkpoint(run)
+    assert torch.load(final)["averaged_checkpoints"] == ["checkpoint_9_1200.pt", "checkpoint_9_1400.pt"]
+
+
+def test_a_broken_carried_copy_is_said_and_the_run_starts_afresh(tmp_path, monkeypatch, capsys):
+    runner = new_machine(tmp_path)
+    experiment = Experiment.from_config("node_separated_aug1")
+    lay_out(runner, experiment, log([5.0], 250))
+    save_checkpoint(runner.run_dir(experiment).checkpoint("checkpoint_last.pt"), 200)
+    runner.carry_out(experiment)
+    shutil.rmtree(runner.work)
+    last = runner.carried(experiment).checkpoint("checkpoint_last.pt")
+    last.write_bytes(last.read_bytes()[:100])
+    found = {}
+    fake_training(monkeypatch, found)
+    flags = runner.flags(experiment)
+    runner.train(experiment, flags, runner.fingerprint(flags))
+    assert "node_separated_aug1: not resuming from" in capsys.readouterr().out
+    assert found["last"] is None and found["log"] == ""  # from scratch, the copy left as it was for a look
+    assert last.is_file()

@@ -131,21 +131,24 @@ def yardstick_line(seconds):
 
 
 def test_each_session_keeps_its_machines_yardstick_and_the_cost_compares_across_machines():
-    """A run resumed on a machine four times as slow (by its yardstick): its seconds per update are four times
-    as many there, its cost in yardstick updates the same, each session weighted by the updates it added."""
+    """A run resumed on a machine four times as slow (by its yardstick), where its seconds per update only
+    doubled: its cost in yardstick updates halves there, and each session weighs by the updates it added."""
     def session(day, last, ups, skip):
         return SESSION.format(day=day, skip=skip, nfe_first=14, nfe_last=15, inner=last - 50, valid=last - 40,
                               loss=7.0, last=last).replace("wall=60", f"ups={ups}, wall=60").replace(
                                   "wall=120", f"ups={ups}, wall=120")
 
     log = yardstick_line(1.0) + session("2026-11-24", 100, 0.5, 7) + yardstick_line(4.0) + \
-        session("2026-11-25", 300, 0.125, 130)
+        session("2026-11-25", 300, 0.25, 130)
     record = record_from_log("node_x", NODE_FLAGS, log, {})
-    assert record.sessions == [study_record.Session(100, 2.0, 1.0), study_record.Session(300, 8.0, 4.0)]
-    assert record.cost_in_yardstick_updates == pytest.approx((100 * 2.0 + 200 * 2.0) / 300)
+    assert record.sessions == [study_record.Session(100, 2.0, 1.0), study_record.Session(300, 4.0, 4.0)]
+    assert record.cost_in_yardstick_updates == pytest.approx((100 * 2.0 + 200 * 1.0) / 300)
+    repeated = record_from_log("node_x", NODE_FLAGS, log + session("2026-11-26", 300, 0.1, 300), {})
+    assert repeated.sessions[-1].yardstick is None  # unmeasured, but it only repeated updates: nothing to weigh
+    assert repeated.cost_in_yardstick_updates == record.cost_in_yardstick_updates
     assert StudyRecord.from_json(record.to_json()) == record
     unmeasured = record_from_log("node_x", NODE_FLAGS, session("2026-11-24", 100, 0.5, 7) + yardstick_line(4.0)
-                                 + session("2026-11-25", 300, 0.125, 130), {})
+                                 + session("2026-11-25", 300, 0.25, 130), {})
     assert [s.yardstick for s in unmeasured.sessions] == [None, 4.0] and unmeasured.cost_in_yardstick_updates is None
     old = json.loads(record.to_json())
     del old["sessions"]  # a record written before sessions were kept
