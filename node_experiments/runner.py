@@ -205,6 +205,11 @@ class Runner:
     def flags(self, experiment: Experiment) -> List[str]:
         return self.budget.flags(experiment)
 
+    def key_and_cap(self, experiment: Experiment):
+        """The experiment's fingerprint under this runner and its update cap (0: none)."""
+        flags = self.flags(experiment)
+        return self.fingerprint(flags), update_cap(flags)
+
     def fingerprint(self, flags) -> str:
         """A resumable budget leaves the update cap out: a run given a higher cap goes on from where it
         stopped (fairseq's resume) instead of starting again."""
@@ -242,11 +247,12 @@ class Runner:
         """The experiment's record in RECORDS where it finished training with these flags (to its plateau,
         its cap, or an error that stopped it) and its run directory holds no run of these flags: a new machine
         keeps what the repository recorded instead of training it again."""
-        path = Path(self.records or "") / f"{experiment.name}.json"
-        if self.records is None or not self.keep or not path.is_file():
+        if self.records is None or not self.keep:
             return None
-        flags = self.flags(experiment)
-        key, cap = self.fingerprint(flags), update_cap(flags)
+        path = Path(self.records) / f"{experiment.name}.json"
+        if not path.is_file():
+            return None
+        key, cap = self.key_and_cap(experiment)
         if self.started_as(self.run_dir(experiment), key):
             return None  # the run directory is the newer word
         record = StudyRecord.from_json(path.read_text())
@@ -257,17 +263,15 @@ class Runner:
         if self.carry is None:
             return None
         carried = RunDir(Path(self.carry) / experiment.name)
-        flags = self.flags(experiment)
         if not carried.checkpoint(LAST_CHECKPOINT).is_file():
             return None
-        return carried if self.resumes(carried, self.fingerprint(flags), update_cap(flags)) else None
+        return carried if self.resumes(carried, *self.key_and_cap(experiment)) else None
 
     def carry_out(self, experiment: Experiment) -> str:
         """Copy the experiment's run into CARRY if it is unfinished (carry.py), or drop its carried copy once it
         has finished; says what it did."""
         run, carried = self.run_dir(experiment), RunDir(Path(self.carry) / experiment.name)
-        flags = self.flags(experiment)
-        key, cap = self.fingerprint(flags), update_cap(flags)
+        key, cap = self.key_and_cap(experiment)
         if self.recorded(experiment) or self.finished(run, key, cap):
             if carried.path.exists():
                 shutil.rmtree(carried.path)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from .experiment_config import flag_value
-from .runner import LOCK_FILE, Experiment, Runner, update_cap
+from .runner import LOCK_FILE, Experiment, Runner
 from .study_record import StudyRecord, clean_seconds_per_update
 from .training_log import Training, best_point
 
@@ -54,7 +54,7 @@ class Progress:
 
 def progress(runner: Runner, experiment: Experiment) -> Progress:
     flags = runner.flags(experiment)
-    key, cap = runner.fingerprint(flags), update_cap(flags)
+    key, cap = runner.key_and_cap(experiment)
     record = runner.recorded(experiment)
     if record is not None:
         return recorded_progress(record, cap)

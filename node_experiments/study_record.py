@@ -73,8 +73,8 @@ def sessions_of(log_text) -> List[Session]:
         if SESSION_LINE.search(line):
             close()
             lines, yardstick, measured = [], measured, None
-        elif yardstick_seconds(line) is not None:
-            measured = yardstick_seconds(line)
+        elif (seconds := yardstick_seconds(line)) is not None:
+            measured = seconds
         elif lines is not None:
             lines.append(line)
     close()

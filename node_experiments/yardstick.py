@@ -34,14 +34,13 @@ def measure(runner, scratch) -> Optional[float]:
     from .run_dir import RunDir
     from .runner import Experiment
     from .study_record import clean_seconds_per_update
-    from .training_log import inner_rows
 
     run = RunDir(scratch)
     flags = runner.flags(Experiment.from_config(YARDSTICK, UPDATES)) + [
         "--log-interval", str(LOG_EVERY), "--disable-validation", "--no-save"]
     try:
-        trained = run.train(runner.data, flags, fresh=True) == 0 and run.log_text()
-        seconds = clean_seconds_per_update(inner_rows(run.log_text())) if trained else None
+        trained = run.train(runner.data, flags, fresh=True) == 0
+        seconds = clean_seconds_per_update(run.training_so_far().inner) if trained else None
         if seconds is None:
             print(f"yardstick: {YARDSTICK} trained no update here:\n{run.log_text()[-2000:]}", file=sys.stderr)
         return seconds
