@@ -13,8 +13,9 @@ from pathlib import Path
 from node_experiments.run_dir import default_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BENCHMARKS = ["overhead", "solver_share", "seminorm", "update_cost", "generation", "gradient_modes"]
-ON_SYNTHETIC_DATA = {"seminorm", "update_cost", "generation", "gradient_modes"}
+BENCHMARKS = ["overhead", "solver_share", "seminorm", "update_cost", "generation", "gradient_modes",
+              "side_by_side"]
+ON_SYNTHETIC_DATA = {"seminorm", "update_cost", "generation", "gradient_modes", "side_by_side"}
 
 
 def parse_args(argv=None):
@@ -26,7 +27,8 @@ def parse_args(argv=None):
     parser.add_argument("--work", type=Path, default=Path("/tmp/node-transformer-bench"),
                         help="where the synthetic benchmark data is kept")
     parser.add_argument("--multi30k", type=Path, default=default_data(),
-                        help="binarised Multi30k for gradient_modes (default $DATA or data/multi30k_en_de/bin); "
+                        help="binarised Multi30k for gradient_modes and side_by_side (default $DATA or "
+                             "data/multi30k_en_de/bin); "
                              "without it, and with --quick, the synthetic data")
     args = parser.parse_args(argv)
     if args.out is None:
@@ -56,10 +58,13 @@ def run_benchmarks(only, quick, work, multi30k):
             yield model_benchmarks.update_costs(data, quick, model_repeats)
         if "generation" in only:
             yield model_benchmarks.generation(data, quick)
+        on_multi30k = not quick and (multi30k / "dict.en.txt").is_file()
         if "gradient_modes" in only:
-            on_multi30k = not quick and (multi30k / "dict.en.txt").is_file()
             yield model_benchmarks.gradient_modes(multi30k if on_multi30k else data, on_multi30k, quick,
                                                   model_repeats)
+        if "side_by_side" in only:
+            yield model_benchmarks.side_by_side(multi30k if on_multi30k else data, on_multi30k, quick,
+                                                2 if quick else 10)
 
 
 def main(argv=None):

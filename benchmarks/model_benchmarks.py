@@ -1,5 +1,6 @@
-"""Benchmarks of whole fairseq models (node_transformer_tiny) on the synthetic reverse-the-sequence task:
-the seminorm adjoint in training, the cost of a training update per experiment, and beam-search generation."""
+"""Benchmarks of whole fairseq models (node_transformer_tiny) on the synthetic reverse-the-sequence task
+(or Multi30k where prepared): the seminorm adjoint in training, the cost of a training update per experiment,
+beam-search generation, the gradient modes, and trainings side by side on the machine's cores."""
 import json
 import os
 import subprocess
@@ -36,14 +37,27 @@ def synthetic_data(root, quick):
     return preprocess(text, root / "bin")
 
 
-def update_cost(data, flags, batch_size, repeats):
-    """Seconds, NFE per solve and peak RSS of training updates, measured in a fresh process."""
+def start_update_worker(data, flags, batch_size, repeats, threads=None):
+    """A fresh process timing training updates (update_worker.py), on THREADS threads (torch's default,
+    one per core, if None); its result comes from worker_result."""
     command = [sys.executable, str(UPDATE_WORKER), "--data", str(data), "--batch-size", str(batch_size),
                "--repeats", str(repeats), "--", *flags]
-    proc = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def worker_result(proc):
+    stdout, stderr = proc.communicate()
     if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        raise RuntimeError(stderr[-3000:])
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def update_cost(data, flags, batch_size, repeats, threads=None):
+    """Seconds, NFE per solve and peak RSS of training updates, measured in a fresh process."""
+    return worker_result(start_update_worker(data, flags, batch_size, repeats, threads))
 
 
 def experiment_model_flags(name, leave_out=()):
@@ -155,3 +169,31 @@ def gradient_modes(data, on_multi30k, quick, repeats):
                  ["config", "gradient", "s/update", "NFE per solve fwd/bwd", "peak RSS MB"], rows,
                  note="Each row in a fresh process; the config's own --node-gradient is replaced by the row's.")
 
+
+
+SIDE_BY_SIDE_EXPERIMENTS = ["transformer_1layer", "node_separated_aug1"]
+
+
+def side_by_side(data, on_multi30k, quick, repeats):
+    """7. Why the study trains one run at a time: one training on all cores against one per core at once,
+    in updates per second of the whole machine (NODE configs with backprop, the study's gradient)."""
+    batch = 16 if quick else 128
+    cores = os.cpu_count()
+    rows = []
+    for name in SIDE_BY_SIDE_EXPERIMENTS:
+        groups = experiment_model_flags(name, leave_out={"--node-gradient", "--node-adjoint-seminorm"})
+        flags = words(groups) + (["--node-gradient", "backprop"] if "--node-decoder" in groups else [])
+        alone = update_cost(data, flags, batch, repeats)["seconds"]
+        one_thread = update_cost(data, flags, batch, repeats, threads=1)["seconds"]
+        workers = [start_update_worker(data, flags, batch, repeats, threads=1) for _ in range(cores)]
+        together = [worker_result(worker)["seconds"] for worker in workers]
+        rate_together = sum(1 / seconds for seconds in together)
+        rows.append([name, f"{alone:.3f}", f"{one_thread:.3f}", f"{max(together):.3f}",
+                     f"{rate_together * alone:.2f}"])
+    where = "Multi30k training sentences" if on_multi30k else "synthetic sentences"
+    return Table("side_by_side", f"7. One training on all {cores} cores, or {cores} at once on one thread each: "
+                 f"updates of the first {batch} {where}",
+                 ["config", "s/update, alone on all cores", "s/update, alone on 1 thread",
+                  f"s/update, {cores} at once on 1 thread each (slowest)", "updates/s of the machine, x alone"],
+                 rows, note="Each row's processes are fresh; the last column is the summed updates per second of "
+                            "the processes at once over that of one training alone on all cores.")

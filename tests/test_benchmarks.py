@@ -15,7 +15,7 @@ def test_quick_benchmarks_produce_their_tables(tmp_path):
                            "--work", tmp_path / "work"], capture_output=True, text=True, timeout=900, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     expected_rows = {"overhead": 1, "solver_share": 2, "seminorm": 4, "update_cost": 9, "generation": 5,
-                     "gradient_modes": 6}
+                     "gradient_modes": 6, "side_by_side": 2}
     for name, rows in expected_rows.items():
         text = (tmp_path / "out" / f"{name}.md").read_text()
         assert text in proc.stdout
