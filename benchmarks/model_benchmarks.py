@@ -170,7 +170,6 @@ def gradient_modes(data, on_multi30k, quick, repeats):
                  note="Each row in a fresh process; the config's own --node-gradient is replaced by the row's.")
 
 
-
 SIDE_BY_SIDE_EXPERIMENTS = ["transformer_1layer", "node_separated_aug1"]
 
 
@@ -182,7 +181,7 @@ def side_by_side(data, on_multi30k, quick, repeats):
     rows = []
     for name in SIDE_BY_SIDE_EXPERIMENTS:
         groups = experiment_model_flags(name, leave_out={"--node-gradient", "--node-adjoint-seminorm"})
-        flags = words(groups) + (["--node-gradient", "backprop"] if "--node-decoder" in groups else [])
+        flags = words(groups) + (GRADIENT_MODES["backprop"] if "--node-decoder" in groups else [])
         alone = update_cost(data, flags, batch, repeats)["seconds"]
         one_thread = update_cost(data, flags, batch, repeats, threads=1)["seconds"]
         workers = [start_update_worker(data, flags, batch, repeats, threads=1) for _ in range(cores)]
