@@ -104,6 +104,29 @@ def test_the_kinetic_row_needs_the_rise_the_drop_and_level_quality(records):
     undecided = by_number(sc.check(records))["kinetic"]  # its NFE logged up to update 2500 only
     assert undecided.verdict == sc.NOT_TESTABLE and undecided.evidence == "no decoder NFE logged up to update 3000 yet"
 
+def test_the_bug_row_shows_each_ablation_as_it_finishes_and_decides_on_all(records):
+    # The bases at update 3000: node_separated_aug1 3.8, node_full_tol1e-2 4.1.
+    records["node_separated_aug1_2019bug"] = record("node_separated_aug1_2019bug", curve(6.3, 3000), 2.0,
+                                                    nfe={"nfe_dec_fwd": rising(14, 25, 3000)})
+    bug = by_number(sc.check(records))["bug"]
+    assert bug.verdict == sc.NOT_TESTABLE and bug.partial
+    assert bug.evidence == ("valid loss at update 3000: node_separated_aug1_2019bug 4.800, node_separated_aug1 3.800 "
+                            "(+1.000); no record of node_full_tol1e-2_2019bug yet")
+    row = next(line for line in sc.markdown([bug]).splitlines() if line.startswith("| bug |"))
+    assert "**not testable yet**" in row and row.endswith("(figures/gradient_bug/best_valid_loss_vs_updates.png) |")
+    records["node_full_tol1e-2_2019bug"] = record("node_full_tol1e-2_2019bug", curve(5.63, 3000), 4.0,
+                                                  nfe={"nfe_dec_fwd": rising(14, 18, 3000)})
+    bug = by_number(sc.check(records))["bug"]
+    assert bug.verdict == sc.REFUTED and not bug.partial  # the full ablation is 0.03 behind: level
+    assert "node_full_tol1e-2_2019bug 4.130, node_full_tol1e-2 4.100 (+0.030)" in bug.evidence
+    records["node_full_tol1e-2_2019bug"] = record("node_full_tol1e-2_2019bug", curve(5.9, 3000), 4.0,
+                                                  nfe={"nfe_dec_fwd": rising(14, 18, 3000)})
+    assert by_number(sc.check(records))["bug"].verdict == sc.REPRODUCED  # both behind by more than 0.05
+    del records["node_separated_aug1"]  # a base missing: its pair waits, the other pair still shows
+    bug = by_number(sc.check(records))["bug"]
+    assert bug.verdict == sc.NOT_TESTABLE and bug.evidence.startswith("no record of node_separated_aug1 yet; ")
+
+
 
 def test_each_section_shows_the_rows_its_figures_decide(records):
     checked = sc.check(records)
