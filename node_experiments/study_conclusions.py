@@ -240,10 +240,7 @@ def _tolerance(records, c):
 def _bug_share(records, c):
     compared = []  # (difference or None, evidence) of each ablation against its base
     for bugged, base in zip(c.experiments[::2], c.experiments[1::2]):
-        missing = [name for name in (bugged, base) if name not in records]
-        why = (f"no record of {', '.join(missing)} yet" if missing
-               else _numbers_missing(records, [bugged, base]))
-        if why is not None:
+        if (why := _why_undecided(records, [bugged, base])) is not None:
             compared.append((None, why))
             continue
         difference, evidence = _compare_at(records, bugged, base, EQUAL_UPDATES)
@@ -363,18 +360,23 @@ def _numbers_missing(records, names):
     return None
 
 
+def _why_undecided(records, names) -> Optional[str]:
+    """Why the records of NAMES cannot decide a row yet (one is missing, or lacks a number it needs), or None."""
+    missing = [name for name in names if name not in records]
+    if missing:
+        return f"no record of {', '.join(missing)} yet"
+    return _numbers_missing(records, names)
+
+
 def check(records: Dict[str, StudyRecord]) -> List[Conclusion]:
     """Every conclusion, decided where its records exist and hold the numbers it reads."""
     checked = []
     for template, decide in CHECKS:
         conclusion = Conclusion(**vars(template))
         conclusion.experiments = list(template.experiments)
-        missing = [name for name in conclusion.experiments if name not in records]
-        if conclusion.by_pairs:
+        if conclusion.by_pairs:  # it checks each pair's records itself
             decide(records, conclusion)
-        elif missing:
-            conclusion.evidence = f"no record of {', '.join(missing)} yet"
-        elif (why := _numbers_missing(records, conclusion.experiments)) is not None:
+        elif (why := _why_undecided(records, conclusion.experiments)) is not None:
             conclusion.evidence = why
         else:
             decide(records, conclusion)

@@ -104,6 +104,7 @@ def test_the_kinetic_row_needs_the_rise_the_drop_and_level_quality(records):
     undecided = by_number(sc.check(records))["kinetic"]  # its NFE logged up to update 2500 only
     assert undecided.verdict == sc.NOT_TESTABLE and undecided.evidence == "no decoder NFE logged up to update 3000 yet"
 
+
 def test_the_bug_row_shows_each_ablation_as_it_finishes_and_decides_on_all(records):
     # The bases at update 3000: node_separated_aug1 3.8, node_full_tol1e-2 4.1.
     records["node_separated_aug1_2019bug"] = record("node_separated_aug1_2019bug", curve(6.3, 3000), 2.0,
@@ -125,7 +126,6 @@ def test_the_bug_row_shows_each_ablation_as_it_finishes_and_decides_on_all(recor
     del records["node_separated_aug1"]  # a base missing: its pair waits, the other pair still shows
     bug = by_number(sc.check(records))["bug"]
     assert bug.verdict == sc.NOT_TESTABLE and bug.evidence.startswith("no record of node_separated_aug1 yet; ")
-
 
 
 def test_each_section_shows_the_rows_its_figures_decide(records):
