@@ -5,7 +5,7 @@
 A RUN_DIR is a run directory written by scripts/train.sh (holding tb/) or a --tensorboard-logdir itself
 (holding train_inner/, train/, valid/). Writes PNG and SVG figures to DIR: loss, best validation loss
 against updates and against wall-clock hours, forward/backward NFE of encoder and decoder, the RNODE
-regularisers' integrals when a run logged them, and skipped batches when there were any. Runs are labelled by their directory name; a metric a run does not have
+regularisers' integrals when a run logged them, the gradient norm, and skipped batches when there were any. Runs are labelled by their directory name; a metric a run does not have
 (a classic encoder has no encoder NFE) is left out of the figure.
 """
 import argparse
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from .run_dir import RunDir
-from .training_log import BUDGET_SKIPS_KEY, NFE_KEYS, REGULARISER_KEYS
+from .training_log import BUDGET_SKIPS_KEY, GNORM_KEY, NFE_KEYS, REGULARISER_KEYS
 
 SPLITS = ("train_inner", "train", "valid")
 
@@ -120,7 +120,7 @@ def plot_scalars(runs, out, formats=("png", "svg")):
         written += _save(fig, out, f"best_valid_loss_vs_{axis}", formats)
         plt.close(fig)
 
-    def panels(keys, name, ylabel, title_of, suptitle):
+    def panels(keys, name, ylabel, title_of, suptitle, yscale="linear"):
         present = [k for k in keys if any(series(run, "train_inner", k) for run in runs.values())]
         if not present:
             return []
@@ -130,7 +130,7 @@ def plot_scalars(runs, out, formats=("png", "svg")):
                 points = series(run, "train_inner", key)
                 if points:
                     ax.plot([p[0] for p in points], [p[2] for p in points], color=colors[run_name], label=run_name)
-            ax.set(xlabel="updates", ylabel=ylabel, title=title_of(key))
+            ax.set(xlabel="updates", ylabel=ylabel, title=title_of(key), yscale=yscale)
         fig.suptitle(suptitle)
         fig.tight_layout()
         # One legend for the figure: a run may be missing from the first panel (a classic encoder has no
@@ -153,6 +153,9 @@ def plot_scalars(runs, out, formats=("png", "svg")):
     written += panels(REGULARISER_KEYS, "regularisers", "integral per position",
                       lambda key: f"{side_of(key)}, {'kinetic' if 'kinetic' in key else 'Jacobian'}",
                       "RNODE regularisers (training solves)")
+    # fairseq's gnorm is the norm before --clip-norm clips it; a log scale shows the spikes of an unstable run
+    written += panels((GNORM_KEY,), "gnorm", "gradient norm (mean over the interval)", lambda key: "before clipping",
+                      "Gradient norm", yscale="log")
 
     if any(series(run, "train_inner", BUDGET_SKIPS_KEY) for run in runs.values()):
         fig, ax = plt.subplots(figsize=(7, 3.5))

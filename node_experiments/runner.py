@@ -88,6 +88,12 @@ class TimeBudget:
         return run.checkpoint("checkpoint_best.pt")
 
 
+# The schedule's flags a config may set when that flag is its experiment's question (gradient clipping, for
+# node_full_tol1e-2_clip): there the config's value stands; every other flag of the schedule replaces the
+# config's.
+QUESTION_FLAGS = ("--clip-norm",)
+
+
 @dataclass(frozen=True)
 class Schedule:
     path: Path
@@ -101,9 +107,12 @@ class Schedule:
         return {"schedule": "converged", "average_last": self.average_last}
 
     def flag_groups(self, experiment: Experiment) -> Dict[str, List[str]]:
-        """The experiment's flags with the schedule's replacing any it sets, and its update cap."""
+        """The experiment's flags with the schedule's replacing any it sets (but its QUESTION_FLAGS), and its
+        update cap."""
         cap = {CAP_FLAG: [str(experiment.update_cap)]} if experiment.update_cap else {}
-        return {**experiment.flag_groups, **read_flag_groups(self.path), **cap}
+        schedule = {flag: words for flag, words in read_flag_groups(self.path).items()
+                    if not (flag in QUESTION_FLAGS and flag in experiment.flag_groups)}
+        return {**experiment.flag_groups, **schedule, **cap}
 
     def flags(self, experiment: Experiment) -> List[str]:
         return flag_words(self.flag_groups(experiment))

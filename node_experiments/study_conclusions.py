@@ -5,7 +5,9 @@ Every row states the 2019 claim, the experiments that test it, the rule that dec
 the records give; its verdict is "reproduced", "refuted" or "not testable yet" (an experiment it needs has
 no record). The rules are fixed here, before the numbers: a validation-loss difference of at most
 ``LEVEL`` (base 2) counts as level, an NFE change of more than ``NFE_CHANGE`` of its start as a rise or
-a fall, a cost ratio above ``SLOWER`` as much slower. Costs per update are in transformer_1layer updates on
+a fall, a cost ratio above ``SLOWER`` as much slower. Runs compared at equal updates are compared at the
+update the row names; a run that fairseq's --patience stopped on its plateau before that update stands at its
+best validation loss (``standing_at``), which the evidence says. Costs per update are in transformer_1layer updates on
 the same machine (``cost``), so that runs trained on different machines compare. Plain Python over ``StudyRecord``s: the table rebuilds
 from the records on a fresh clone.
 """
@@ -32,6 +34,10 @@ LAYER_EXPERIMENT = "node_layer_euler_t2"
 # so the plan does not train the demo again, and demo_kinetic is compared with this run.
 DEMO_RUN = "node_separated_aug1"
 
+# node_full_tol1e-2 with --clip-norm 1.0, the one schedule flag it changes: is the full NODE's failure on the
+# schedule (gradient-norm spikes in the warmup, stopped on its plateau at update 1600) its optimiser's?
+CLIPPED_EXPERIMENT = "node_full_tol1e-2_clip"
+
 # The comparisons of the converged study: figures/SECTION/*.png of the experiments named (those with records).
 SECTIONS: Dict[str, List[str]] = {
     "depth": ["transformer_1layer", "transformer_tiny", "transformer_6layer"],
@@ -47,6 +53,7 @@ SECTIONS: Dict[str, List[str]] = {
     "fixed_grid": ["transformer_1layer", "node_fast_separated_euler", "node_separated_aug1"],
     "regularisers": [DEMO_RUN, "demo_kinetic"],
     "layer_function": ["transformer_1layer", "transformer_1layer_prenorm_dec", LAYER_EXPERIMENT, "transformer_tiny"],
+    "stability": ["node_full_tol1e-2", CLIPPED_EXPERIMENT, "node_decoder_aug1"],
 }
 
 
@@ -124,12 +131,28 @@ def _costs(records, c, names) -> Optional[Dict[str, float]]:
     return costs
 
 
+def standing_at(record: StudyRecord, update: int) -> Optional[float]:
+    """The run's validation loss at UPDATE; for a run that stopped on its plateau before UPDATE, its best
+    (fairseq's --patience found no better one after it, so that is where it stands); else None."""
+    loss = loss_at(record, update)
+    if loss is None and record.status == "plateau" and record.updates < update:
+        return record.best_valid_loss
+    return loss
+
+
 def _compare_at(records, name, base, update):
     """Evidence and the loss difference (name - base) at UPDATE, or None when a run has not reached it."""
-    here, there = loss_at(records[name], update), loss_at(records[base], update)
+    here, there = standing_at(records[name], update), standing_at(records[base], update)
     if here is None or there is None:
         return None, f"{name if here is None else base} has no validation at update {update}"
-    return here - there, f"valid loss at update {update}: {name} {here:.3f}, {base} {there:.3f}"
+
+    def shown(run, loss):
+        r = records[run]
+        stopped = f" (its best: on its plateau since update {r.best_at_update}, stopped at {r.updates})" \
+            if loss_at(r, update) is None else ""
+        return f"{run} {loss:.3f}{stopped}"
+
+    return here - there, f"valid loss at update {update}: {shown(name, here)}, {shown(base, there)}"
 
 
 def _learns(records, c):
@@ -270,6 +293,22 @@ def _kinetic_lowers_the_rise(records, c):
         c.verdict = REPRODUCED if rises and lowers and difference <= LEVEL else REFUTED
 
 
+def largest_gnorm(record: StudyRecord) -> Optional[float]:
+    """The largest gradient norm (before clipping) of the run's logged intervals, None where none was logged."""
+    _, values = record.train.column("gnorm")
+    return max(values) if values else None
+
+
+def _clipping_rescues(records, c):
+    clipped, base = c.experiments
+    difference, evidence = _compare_at(records, clipped, base, EQUAL_UPDATES)
+    spikes = {name: largest_gnorm(records[name]) for name in (clipped, base)}
+    c.evidence = evidence + "".join(f"; largest gradient norm of {name} {value:.1f}" for name, value in spikes.items()
+                                    if value is not None)
+    if difference is not None:
+        c.verdict = REPRODUCED if difference < -LEVEL else REFUTED
+
+
 def _layer_reaches_1layer(records, c):
     layer, one, tiny = (records[n] for n in c.experiments)
     gap, gap_tiny = layer.best_valid_loss - one.best_valid_loss, layer.best_valid_loss - tiny.best_valid_loss
@@ -338,6 +377,12 @@ CHECKS: List[tuple] = [
                 f"NFE rises by more than {NFE_CHANGE:.0%} by update {EQUAL_UPDATES} and demo_kinetic's is more than "
                 f"{NFE_CHANGE:.0%} below it there, its valid loss at most {LEVEL} above",
                 figure="regularisers/nfe.png"), _kinetic_lowers_the_rise),
+    (Conclusion("clip", "This project's question, not a 2019 claim: the full NODE's failure on the one schedule "
+                        "is its optimiser's (gradient clipping lets it learn)",
+                [CLIPPED_EXPERIMENT, "node_full_tol1e-2"],
+                f"reproduced if {CLIPPED_EXPERIMENT}'s valid loss at update {EQUAL_UPDATES} is more than {LEVEL} below "
+                "node_full_tol1e-2's (which stopped on its plateau before it: its best)",
+                figure="stability/loss.png"), _clipping_rescues),
     (Conclusion("layer", "This project's target, not a 2019 claim: a layer-function NODE decoder with one layer's "
                          "parameters reaches the classic 1+1",
                 [LAYER_EXPERIMENT, "transformer_1layer", "transformer_tiny"],

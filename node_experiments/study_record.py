@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .experiment_config import flag_value
-from .training_log import (BUDGET_SKIPS_KEY, NFE_KEYS, REGULARISER_KEYS, SESSION_LINE, best_point, inner_rows,
+from .training_log import (BUDGET_SKIPS_KEY, GNORM_KEY, NFE_KEYS, REGULARISER_KEYS, SESSION_LINE, best_point, inner_rows,
                            training_so_far)
 from .yardstick import seconds_in as yardstick_seconds
 
 EARLY_STOP_LINE = "early stop since valid performance hasn't improved"
 TEST_SETS = ("test2016_flickr", "test2017_flickr", "test2017_mscoco")  # scripts/score.py's names
 SKIP_AT = re.compile(r"skipping batch at update (\d+)")
-TRAIN_COLUMNS = ("loss", "nll_loss", "lr", *NFE_KEYS, *REGULARISER_KEYS, BUDGET_SKIPS_KEY)
+TRAIN_COLUMNS = ("loss", "nll_loss", "lr", GNORM_KEY, *NFE_KEYS, *REGULARISER_KEYS, BUDGET_SKIPS_KEY)
 VALID_COLUMNS = ("loss", "nll_loss", "accuracy", *NFE_KEYS)  # accuracy: sentence prediction
 
 

@@ -16,6 +16,7 @@ TRANSLATED = re.compile(r"Translated ([\d,]+) sentences .* in ([\d.]+)s \(([\d.]
 NFE_KEYS = ("nfe_enc_fwd", "nfe_enc_bwd", "nfe_dec_fwd", "nfe_dec_bwd")
 REGULARISER_KEYS = ("node_kinetic_enc", "node_jacobian_enc", "node_kinetic_dec", "node_jacobian_dec")
 BUDGET_SKIPS_KEY = "node_budget_skips"  # the batches skipped over the step budget in a logged interval
+GNORM_KEY = "gnorm"  # fairseq's gradient norm before --clip-norm clips it, logged by every training
 _STAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 

@@ -42,12 +42,14 @@ def assert_image(path):
 def test_cli_compares_two_runs(runs, tmp_path):
     proc = plot(runs / NODE_RUN, runs / CLASSIC_RUN, "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
-    for name in ("loss", "best_valid_loss_vs_updates", "best_valid_loss_vs_hours", "nfe"):
+    for name in ("loss", "best_valid_loss_vs_updates", "best_valid_loss_vs_hours", "nfe", "gnorm"):
         for suffix in ("png", "svg"):
             assert_image(tmp_path / f"{name}.{suffix}")
     svg = (tmp_path / "best_valid_loss_vs_updates.svg").read_text()
     assert NODE_RUN in svg and CLASSIC_RUN in svg  # both runs, labelled by experiment name
     assert "decoder, backward (adjoint)" in (tmp_path / "nfe.svg").read_text()
+    gnorm = (tmp_path / "gnorm.svg").read_text()
+    assert "before clipping" in gnorm and NODE_RUN in gnorm and CLASSIC_RUN in gnorm
 
 
 def test_missing_metrics_are_skipped(runs, tmp_path):

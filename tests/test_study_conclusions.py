@@ -81,9 +81,26 @@ def test_a_flat_decoder_or_a_rising_encoder_refutes_conclusion_4(records):
 
 
 def test_a_run_short_of_the_compared_update_leaves_it_undecided(records):
-    records["node_separated_aug1_timedep"] = record("node_separated_aug1_timedep", curve(5.0, 2000), 2.0)
-    nine = by_number(sc.check(records))["9"]
-    assert nine.verdict == sc.NOT_TESTABLE and "node_separated_aug1_timedep has no validation at update 3000" in nine.evidence
+    for status in ("training", "update cap", "stopped: the solver's step budget"):
+        records["node_separated_aug1_timedep"] = record("node_separated_aug1_timedep", curve(5.0, 2000), 2.0,
+                                                        status=status)
+        nine = by_number(sc.check(records))["9"]
+        assert nine.verdict == sc.NOT_TESTABLE
+        assert "node_separated_aug1_timedep has no validation at update 3000" in nine.evidence
+
+
+def test_a_run_that_stopped_on_its_plateau_before_the_compared_update_stands_at_its_best(records):
+    # The base's best is 8.0 at update 600; --patience stopped it at 1600, before the compared update 2000.
+    stalled = {200: 9.7, 400: 8.6, 600: 8.0, 800: 8.8, 1000: 8.25, 1200: 8.27, 1400: 8.1, 1600: 8.05}
+    records["node_full_tol1e-2"] = record("node_full_tol1e-2", stalled, 4.0, status="plateau",
+                                          nfe={"nfe_enc_fwd": rising(20, 20, 1600), "nfe_dec_fwd": rising(14, 32, 1600)})
+    records["node_full_aug1"] = record("node_full_aug1", curve(6.0, 2000), 5.0, status="update cap")
+    eight = by_number(sc.check(records))["8"]
+    assert eight.verdict == sc.REFUTED  # 5.0 at update 2000 against the base's 8.0: augmentation helped
+    assert eight.evidence == ("valid loss at update 2000: node_full_aug1 5.000, node_full_tol1e-2 8.000 "
+                              "(its best: on its plateau since update 600, stopped at 1600)")
+    records["node_full_aug1"] = record("node_full_aug1", curve(8.99, 2000), 5.0, status="update cap")
+    assert by_number(sc.check(records))["8"].verdict == sc.REPRODUCED  # 7.99 against 8.0: level
 
 
 def test_the_kinetic_row_needs_the_rise_the_drop_and_level_quality(records):
@@ -214,6 +231,41 @@ def test_no_two_runs_of_the_plan_train_the_same_flags():
         flags = frozenset((flag, tuple(values)) for flag, values in groups.items() if flag != CAP_FLAG)
         trained_as.setdefault(flags, []).append(name)
     assert [names for names in trained_as.values() if len(names) > 1] == [[sc.DEMO_RUN, "demo"]]
+
+
+def test_the_clip_row_asks_whether_clipping_lets_the_stalled_full_node_learn(records):
+    stalled = {200: 9.7, 400: 8.6, 600: 8.0, 800: 8.8, 1000: 8.25, 1200: 8.27, 1400: 10.0, 1600: 8.05}
+    full = ["--node-encoder", "--node-decoder"]
+    records["node_full_tol1e-2"] = record("node_full_tol1e-2", stalled, 4.0, status="plateau", flags=full, nfe={
+        "nfe_enc_fwd": rising(20, 20, 1600), "nfe_dec_fwd": rising(14, 32, 1600), "gnorm": {50: 1.5, 650: 362.2, 1050: 759.4, 1600: 2.0}})
+    records[sc.CLIPPED_EXPERIMENT] = record(sc.CLIPPED_EXPERIMENT, curve(6.5, 3000), 4.0, status="update cap",
+                                            flags=full + ["--clip-norm", "1.0"], nfe={
+                                                "nfe_dec_fwd": rising(14, 20, 3000), "gnorm": {50: 1.5, 650: 3.1}})
+    clip = by_number(sc.check(records))["clip"]
+    assert clip.verdict == sc.REPRODUCED  # 5.0 at update 3000 against the stalled run's best, 8.0
+    assert clip.evidence == ("valid loss at update 3000: node_full_tol1e-2_clip 5.000, node_full_tol1e-2 8.000 (its "
+                             "best: on its plateau since update 600, stopped at 1600); largest gradient norm of "
+                             "node_full_tol1e-2_clip 3.1; largest gradient norm of node_full_tol1e-2 759.4")
+    assert [c.number for c in sc.in_section(sc.check(records), "stability")] == ["clip"]
+    records[sc.CLIPPED_EXPERIMENT] = record(sc.CLIPPED_EXPERIMENT, curve(9.47, 3000), 4.0, status="update cap",
+                                            flags=full, nfe={"nfe_dec_fwd": rising(14, 20, 3000)})
+    clip = by_number(sc.check(records))["clip"]
+    assert clip.verdict == sc.REFUTED and "largest gradient norm of node_full_tol1e-2_clip" not in clip.evidence
+
+
+def test_a_config_keeps_the_schedule_flag_that_is_its_question_and_no_other():
+    from node_experiments.runner import QUESTION_FLAGS, Experiment, Schedule
+
+    study = study_script()
+    schedule = Schedule(study.SCHEDULE)
+    clipped = schedule.flag_groups(Experiment.from_config("node_full_tol1e-2_clip"))
+    base = schedule.flag_groups(Experiment.from_config("node_full_tol1e-2"))
+    assert QUESTION_FLAGS == ("--clip-norm",)
+    assert clipped["--clip-norm"] == ["1.0"] and base["--clip-norm"] == ["0.0"]
+    assert {flag: words for flag, words in clipped.items() if flag != "--clip-norm"} == \
+        {flag: words for flag, words in base.items() if flag != "--clip-norm"}
+    # any other flag the config sets is the schedule's: the 10-minute study's lr 0.001 becomes 0.005
+    assert Experiment.from_config("node_full_tol1e-2").flag_groups["--lr"] == ["0.001"] and base["--lr"] == ["0.005"]
 
 
 def test_the_layer_row_compares_with_the_classic_1_layer(records):

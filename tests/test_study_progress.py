@@ -118,9 +118,9 @@ def test_progress_on_the_command_line(tmp_path):
     lay_out(runner, Experiment.from_config("transformer_1layer"), log([5.0, 4.0], 450))
     shown = script("study.sh", "--converged", "--progress", "--work", tmp_path, "transformer_1layer").stdout
     assert "| transformer_1layer | unfinished | 450 / 8000 | 4.000 (400) | 0 |" in shown
-    named = script("study.sh", "--progress", "--work", tmp_path, "demo_kinetic").stdout  # with its planned cap
-    assert "| demo_kinetic | not started | 0 / 3000 | - | 0 | - | 1200 - 3000 | - |" in named
-    empty = tmp_path / "no-records"
+    empty = tmp_path / "no-records"  # as --out: no committed record finishes a run
+    named = script("study.sh", "--progress", "--work", tmp_path, "--out", empty, "demo_kinetic").stdout
+    assert "| demo_kinetic | not started | 0 / 3000 | - | 0 | - | 1200 - 3000 | - |" in named  # its planned cap
     plan = script("study.sh", "--progress", "--work", tmp_path, "--out", empty).stdout  # nothing else started
     assert plan.count("| not started |") == plan.count("\n| ") - 1 and "node_full_aug1 | not started" in plan
     # A new machine: the runs the repository's records finished are finished with today's flags.

@@ -37,6 +37,9 @@ def test_a_resumed_run_makes_one_record_with_its_curves_and_clean_speed():
     assert record.train.column("nfe_dec_fwd") == ([50, 100, 200], [14.0, 16.0, 18.0])  # update 100 as resumed
     assert record.train.column("nfe_dec_bwd") == ([50, 100], [20.0, 20.0])
     assert record.train.column("node_kinetic_dec") == ([50, 100], [2.3e6, 2.3e6])
+    # fairseq's gradient norm (inf where it overflowed), kept through the JSON record
+    assert record.train.column("gnorm") == ([50, 100], [float("inf")] * 2)
+    assert StudyRecord.from_json(record.to_json()).train.column("gnorm") == ([50, 100], [float("inf")] * 2)
     assert record.valid.column("loss") == ([60, 160], [7.5, 6.5])
     assert record.valid.column("nll_loss") == ([60, 160], [6.1, 6.1])
     assert StudyRecord.from_json(record.to_json()) == record
