@@ -16,6 +16,7 @@ from statistics import mean
 from typing import Dict, List, Optional
 
 from .study_record import TEST_SETS, StudyRecord
+from .training_log import GNORM_KEY
 
 LEVEL = 0.05  # validation loss (base 2): closer than this is level
 NFE_CHANGE = 0.10  # a change of more than 10% of the first logged NFE is a rise (or a fall)
@@ -295,7 +296,7 @@ def _kinetic_lowers_the_rise(records, c):
 
 def largest_gnorm(record: StudyRecord) -> Optional[float]:
     """The largest gradient norm (before clipping) of the run's logged intervals, None where none was logged."""
-    _, values = record.train.column("gnorm")
+    _, values = record.train.column(GNORM_KEY)
     return max(values) if values else None
 
 
