@@ -89,9 +89,10 @@ class TimeBudget:
 
 
 # The schedule's flags a config may set when that flag is its experiment's question (gradient clipping, for
-# node_full_tol1e-2_clip): there the config's value stands; every other flag of the schedule replaces the
-# config's.
-QUESTION_FLAGS = ("--clip-norm",)
+# node_full_tol1e-2_clip) or its own choice (the gradient through the solve: the schedule's backprop is the
+# default, node_full_tol1e-2_adjoint and its variants take the adjoint): there the config's value stands; every
+# other flag of the schedule replaces the config's.
+QUESTION_FLAGS = ("--clip-norm", "--node-gradient")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ def records():
                                       nfe={"nfe_dec_fwd": rising(14, 20)}),
         "node_full_tol1e-2": record("node_full_tol1e-2", curve(5.6), 4.0, bleu=30.0,
                                     nfe={"nfe_enc_fwd": rising(20, 20.4), "nfe_dec_fwd": rising(14, 18)}),
+        sc.FULL_NODE: record(sc.FULL_NODE, curve(5.6, 3000), 5.0, status="update cap",
+                             nfe={"nfe_enc_fwd": rising(20, 20.4, 3000), "nfe_dec_fwd": rising(14, 18, 3000)}),
         "node_fast_separated_euler": record("node_fast_separated_euler", curve(5.2), 0.6, bleu=35.0,
                                             nfe={"nfe_dec_fwd": rising(1, 1)}),
         "node_decoder_aug1": record("node_decoder_aug1", curve(5.32, 3000), 3.0, skips=[1200], status="update cap",
@@ -59,7 +61,8 @@ def test_each_conclusion_is_decided_by_its_rule(records):
     assert "best NODE run node_fast_separated_euler: 3.200" in checked["1"].evidence and "gap +0.200" in checked["1"].evidence
     assert checked["2"].verdict == sc.REPRODUCED and "node_full_tol1e-2: 6.7x per update" in checked["2"].evidence
     assert checked["3"].verdict == sc.REPRODUCED and "decoder 14.0 → 20.0 (+43%)" in checked["3"].evidence
-    assert checked["4"].verdict == sc.REPRODUCED and checked["4"].evidence == "enc 20.0 → 20.4 (+2%), dec 14.0 → 18.0 (+29%)"
+    assert checked["4"].verdict == sc.REPRODUCED  # read on the full NODE whose gradient is the ODE's, not tol 1e-2
+    assert checked["4"].evidence == "node_full_tol1e-2_adjoint: enc 20.0 → 20.4 (+2%), dec 14.0 → 18.0 (+29%)"
     assert checked["6"].verdict == sc.REPRODUCED and "1 batches over the step budget" in checked["6"].evidence
     # separated: 2/3 of the cost, and at update 3000 its 3.8 against the full decoder's 3.82: level
     assert checked["7"].verdict == sc.REPRODUCED and "0.67x the cost per update" in checked["7"].evidence
@@ -72,7 +75,7 @@ def test_each_conclusion_is_decided_by_its_rule(records):
 
 
 def test_a_flat_decoder_or_a_rising_encoder_refutes_conclusion_4(records):
-    full = records["node_full_tol1e-2"]
+    full = records[sc.FULL_NODE]
     full.train.values["nfe_enc_fwd"] = [v * (1.5 if u > 2000 else 1) for u, v in
                                         zip(full.train.updates, full.train.values["nfe_enc_fwd"])]
     assert by_number(sc.check(records))["4"].verdict == sc.REFUTED
@@ -92,15 +95,19 @@ def test_a_run_short_of_the_compared_update_leaves_it_undecided(records):
 def test_a_run_that_stopped_on_its_plateau_before_the_compared_update_stands_at_its_best(records):
     # The base's best is 8.0 at update 600; --patience stopped it at 1600, before the compared update 2000.
     stalled = {200: 9.7, 400: 8.6, 600: 8.0, 800: 8.8, 1000: 8.25, 1200: 8.27, 1400: 8.1, 1600: 8.05}
-    records["node_full_tol1e-2"] = record("node_full_tol1e-2", stalled, 4.0, status="plateau",
-                                          nfe={"nfe_enc_fwd": rising(20, 20, 1600), "nfe_dec_fwd": rising(14, 32, 1600)})
-    records["node_full_aug1"] = record("node_full_aug1", curve(6.0, 2000), 5.0, status="update cap")
-    eight = by_number(sc.check(records))["8"]
-    assert eight.verdict == sc.REFUTED  # 5.0 at update 2000 against the base's 8.0: augmentation helped
-    assert eight.evidence == ("valid loss at update 2000: node_full_aug1 5.000, node_full_tol1e-2 8.000 "
-                              "(its best: on its plateau since update 600, stopped at 1600)")
-    records["node_full_aug1"] = record("node_full_aug1", curve(8.99, 2000), 5.0, status="update cap")
-    assert by_number(sc.check(records))["8"].verdict == sc.REPRODUCED  # 7.99 against 8.0: level
+    records[sc.FULL_NODE] = record(sc.FULL_NODE, stalled, 4.0, status="plateau",
+                                   nfe={"nfe_enc_fwd": rising(20, 20, 1600), "nfe_dec_fwd": rising(14, 32, 1600)})
+    tight_nfe = {"nfe_enc_fwd": rising(30, 30, 2000), "nfe_dec_fwd": rising(20, 28, 2000)}
+    records["node_full_tol1e-3_adjoint"] = record("node_full_tol1e-3_adjoint", curve(6.0, 2000), 5.0,
+                                                  status="update cap", nfe=tight_nfe)
+    tol = by_number(sc.check(records))["tol"]
+    assert tol.verdict == sc.REPRODUCED  # 1e-3 is 5.0 at update 2000 against 1e-2's best, 8.0: 1e-2 ends worse
+    assert tol.evidence == ("node_full_tol1e-3_adjoint costs 1.2x per update; valid loss at update 2000: "
+                            "node_full_tol1e-2_adjoint 8.000 (its best: on its plateau since update 600, stopped at "
+                            "1600), node_full_tol1e-3_adjoint 5.000")
+    records["node_full_tol1e-3_adjoint"] = record("node_full_tol1e-3_adjoint", curve(8.99, 2000), 5.0,
+                                                  status="update cap", nfe=tight_nfe)
+    assert by_number(sc.check(records))["tol"].verdict == sc.REFUTED  # 7.99 against 8.0: level
 
 
 def test_the_kinetic_row_needs_the_rise_the_drop_and_level_quality(records):
@@ -123,21 +130,21 @@ def test_the_kinetic_row_needs_the_rise_the_drop_and_level_quality(records):
 
 
 def test_the_bug_row_shows_each_ablation_as_it_finishes_and_decides_on_all(records):
-    # The bases at update 3000: node_separated_aug1 3.8, node_full_tol1e-2 4.1.
+    # The bases at update 3000: node_separated_aug1 3.8, node_full_tol1e-2_adjoint 4.1.
     records["node_separated_aug1_2019bug"] = record("node_separated_aug1_2019bug", curve(6.3, 3000), 2.0,
                                                     nfe={"nfe_dec_fwd": rising(14, 25, 3000)})
     bug = by_number(sc.check(records))["bug"]
     assert bug.verdict == sc.NOT_TESTABLE and bug.partial
     assert bug.evidence == ("valid loss at update 3000: node_separated_aug1_2019bug 4.800, node_separated_aug1 3.800 "
-                            "(+1.000); no record of node_full_tol1e-2_2019bug yet")
+                            "(+1.000); no record of node_full_tol1e-2_adjoint_2019bug yet")
     row = next(line for line in sc.markdown([bug]).splitlines() if line.startswith("| bug |"))
     assert "**not testable yet**" in row and row.endswith("(figures/gradient_bug/best_valid_loss_vs_updates.png) |")
-    records["node_full_tol1e-2_2019bug"] = record("node_full_tol1e-2_2019bug", curve(5.63, 3000), 4.0,
+    records["node_full_tol1e-2_adjoint_2019bug"] = record("node_full_tol1e-2_adjoint_2019bug", curve(5.63, 3000), 4.0,
                                                   nfe={"nfe_dec_fwd": rising(14, 18, 3000)})
     bug = by_number(sc.check(records))["bug"]
     assert bug.verdict == sc.REFUTED and not bug.partial  # the full ablation is 0.03 behind: level
-    assert "node_full_tol1e-2_2019bug 4.130, node_full_tol1e-2 4.100 (+0.030)" in bug.evidence
-    records["node_full_tol1e-2_2019bug"] = record("node_full_tol1e-2_2019bug", curve(5.9, 3000), 4.0,
+    assert "node_full_tol1e-2_adjoint_2019bug 4.130, node_full_tol1e-2_adjoint 4.100 (+0.030)" in bug.evidence
+    records["node_full_tol1e-2_adjoint_2019bug"] = record("node_full_tol1e-2_adjoint_2019bug", curve(5.9, 3000), 4.0,
                                                   nfe={"nfe_dec_fwd": rising(14, 18, 3000)})
     assert by_number(sc.check(records))["bug"].verdict == sc.REPRODUCED  # both behind by more than 0.05
     del records["node_separated_aug1"]  # a base missing: its pair waits, the other pair still shows
@@ -159,8 +166,8 @@ def test_the_table_links_the_figures_of_decided_rows_only(records):
     table = sc.markdown(sc.check(records))
     assert "| 4 | The decoder's NFE rises, the encoder's stays flat | **reproduced** |" in table
     assert "[nfe/nfe.png](figures/nfe/nfe.png)" in table
-    tol = next(line for line in table.splitlines() if line.startswith("| tol |"))
-    assert tol.endswith("| - |") and "**not testable yet**" in tol
+    eight = next(line for line in table.splitlines() if line.startswith("| 8 |"))
+    assert eight.endswith("| - |") and "**not testable yet**" in eight
     assert set(sc.SECTIONS) >= {c.figure.split("/")[0] for c in sc.check(records) if c.figure}
 
 
@@ -198,7 +205,7 @@ def test_a_record_without_the_numbers_a_row_reads_leaves_it_undecided(records):
     records["node_full_tol1e-2"] = record("node_full_tol1e-2", curve(5.6), 4.0, flags=["--node-encoder"])  # no NFE
     records["transformer_1layer"].seconds_per_update = None  # stopped before it logged a speed
     checked = by_number(sc.check(records))
-    assert checked["4"].verdict == sc.NOT_TESTABLE and checked["4"].evidence == "node_full_tol1e-2 logged no NFE yet"
+    assert checked["3"].verdict == sc.NOT_TESTABLE and checked["3"].evidence == "node_full_tol1e-2 logged no NFE yet"
     assert checked["2"].evidence == "transformer_1layer logged no validation or speed yet"
 
 
@@ -251,6 +258,15 @@ def test_the_clip_row_asks_whether_clipping_lets_the_stalled_full_node_learn(rec
                                             flags=full, nfe={"nfe_dec_fwd": rising(14, 20, 3000)})
     clip = by_number(sc.check(records))["clip"]
     assert clip.verdict == sc.REFUTED and "largest gradient norm of node_full_tol1e-2_clip" not in clip.evidence
+    # better than the base's best, but stopped on its own plateau before update 3000: clipping only delayed it
+    delayed = {200: 9.6, 400: 8.5, 600: 7.8, 800: 6.8, 1000: 7.0, 1200: 9.5, 1400: 9.4, 1600: 9.3, 1800: 9.2}
+    records[sc.CLIPPED_EXPERIMENT] = record(sc.CLIPPED_EXPERIMENT, delayed, 4.0, status="plateau", flags=full,
+                                            nfe={"nfe_dec_fwd": rising(14, 50, 1800)})
+    clip = by_number(sc.check(records))["clip"]
+    assert clip.verdict == sc.REFUTED
+    assert clip.evidence.startswith("valid loss at update 3000: node_full_tol1e-2_clip 6.800 (its best: on its "
+                                    "plateau since update 800, stopped at 1800), node_full_tol1e-2 8.000")
+    assert clip.evidence.endswith("; node_full_tol1e-2_clip stopped on its plateau at update 1800 as well")
 
 
 def test_a_config_keeps_the_schedule_flag_that_is_its_question_and_no_other():
@@ -260,12 +276,17 @@ def test_a_config_keeps_the_schedule_flag_that_is_its_question_and_no_other():
     schedule = Schedule(study.SCHEDULE)
     clipped = schedule.flag_groups(Experiment.from_config("node_full_tol1e-2_clip"))
     base = schedule.flag_groups(Experiment.from_config("node_full_tol1e-2"))
-    assert QUESTION_FLAGS == ("--clip-norm",)
+    assert QUESTION_FLAGS == ("--clip-norm", "--node-gradient")
     assert clipped["--clip-norm"] == ["1.0"] and base["--clip-norm"] == ["0.0"]
     assert {flag: words for flag, words in clipped.items() if flag != "--clip-norm"} == \
         {flag: words for flag, words in base.items() if flag != "--clip-norm"}
     # any other flag the config sets is the schedule's: the 10-minute study's lr 0.001 becomes 0.005
     assert Experiment.from_config("node_full_tol1e-2").flag_groups["--lr"] == ["0.001"] and base["--lr"] == ["0.005"]
+    # the gradient: the schedule's backprop unless the config chooses, and then nothing else differs
+    adjoint = schedule.flag_groups(Experiment.from_config(sc.FULL_NODE))
+    assert base["--node-gradient"] == ["backprop"] and adjoint["--node-gradient"] == ["adjoint"]
+    assert {flag: words for flag, words in adjoint.items() if flag != "--node-gradient"} == \
+        {flag: words for flag, words in base.items() if flag != "--node-gradient"}
 
 
 def test_the_layer_row_compares_with_the_classic_1_layer(records):

@@ -122,7 +122,7 @@ def test_progress_on_the_command_line(tmp_path):
     named = script("study.sh", "--progress", "--work", tmp_path, "--out", empty, "demo_kinetic").stdout
     assert "| demo_kinetic | not started | 0 / 3000 | - | 0 | - | 1200 - 3000 | - |" in named  # its planned cap
     plan = script("study.sh", "--progress", "--work", tmp_path, "--out", empty).stdout  # nothing else started
-    assert plan.count("| not started |") == plan.count("\n| ") - 1 and "node_full_aug1 | not started" in plan
+    assert plan.count("| not started |") == plan.count("\n| ") - 1 and "node_full_aug1_adjoint | not started" in plan
     # A new machine: the runs the repository's records finished are finished with today's flags.
     fresh = script("study.sh", "--progress", "--work", tmp_path / "new-machine").stdout
     records = read_all(study_script().CONVERGED_OUT / "records")

@@ -83,8 +83,12 @@ def test_the_report_rebuilds_table_and_figures_from_records_alone(tmp_path):
         study_record.write(record, tmp_path / "records")
     assert read_all(tmp_path / "records") == {"classic_y": classic, "node_x": node}
 
+    stale = tmp_path / "figures" / "tolerance" / "loss.png"  # drawn before its section's runs changed
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old figure")
     proc = report(tmp_path)  # no run directories, no data
     assert proc.returncode == 0, proc.stderr
+    assert not stale.parent.exists()  # no record of the section's runs here: no figure of them either
     table = (tmp_path / "study.md").read_text()
     assert "Machine: cpu A" in table and "valid loss at update 160" in table
     row = next(line for line in table.splitlines() if line.startswith("| node_x |"))
