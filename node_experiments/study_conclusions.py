@@ -135,13 +135,15 @@ def _costs(records, c, names) -> Optional[Dict[str, float]]:
     return costs
 
 
+def stopped_before(record: StudyRecord, update: int) -> bool:
+    """Whether the run stopped on its plateau (fairseq's --patience) before UPDATE, with no validation there."""
+    return loss_at(record, update) is None and record.status == "plateau" and record.updates < update
+
+
 def standing_at(record: StudyRecord, update: int) -> Optional[float]:
     """The run's validation loss at UPDATE; for a run that stopped on its plateau before UPDATE, its best
     (fairseq's --patience found no better one after it, so that is where it stands); else None."""
-    loss = loss_at(record, update)
-    if loss is None and record.status == "plateau" and record.updates < update:
-        return record.best_valid_loss
-    return loss
+    return record.best_valid_loss if stopped_before(record, update) else loss_at(record, update)
 
 
 def _compare_at(records, name, base, update):
@@ -153,7 +155,7 @@ def _compare_at(records, name, base, update):
     def shown(run, loss):
         r = records[run]
         stopped = f" (its best: on its plateau since update {r.best_at_update}, stopped at {r.updates})" \
-            if loss_at(r, update) is None else ""
+            if stopped_before(r, update) else ""
         return f"{run} {loss:.3f}{stopped}"
 
     return here - there, f"valid loss at update {update}: {shown(name, here)}, {shown(base, there)}"
@@ -310,7 +312,7 @@ def _clipping_rescues(records, c):
     spikes = {name: largest_gnorm(records[name]) for name in (clipped, base)}
     c.evidence = evidence + "".join(f"; largest gradient norm of {name} {value:.1f}" for name, value in spikes.items()
                                     if value is not None)
-    stalled = loss_at(records[clipped], EQUAL_UPDATES) is None and standing_at(records[clipped], EQUAL_UPDATES) is not None
+    stalled = stopped_before(records[clipped], EQUAL_UPDATES)
     if stalled:  # it stopped on its plateau too: clipping delayed the failure at most
         c.evidence += f"; {clipped} stopped on its plateau at update {records[clipped].updates} as well"
     if difference is not None:

@@ -83,11 +83,16 @@ def adjoint_and_backprop_models(data_dir, *flags, arch="node_transformer_tiny"):
     return task, adjoint_model.double().train(), backprop_model.double().train()
 
 
-def study_script():
-    """scripts/study.py as a module (its plan, paths and report functions)."""
+def script_module(path):
+    """A script of the repository (not a package module) imported as a module, named after its file."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("study", REPO / "scripts" / "study.py")
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
-    return study
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def study_script():
+    """scripts/study.py as a module (its plan, paths and report functions)."""
+    return script_module(REPO / "scripts" / "study.py")

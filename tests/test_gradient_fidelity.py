@@ -6,19 +6,10 @@ import sys
 
 import pytest
 
-from helpers import REPO, run_cli, tiny_training_args
+from helpers import REPO, run_cli, script_module, tiny_training_args
 
 pytestmark = pytest.mark.slow  # trains through fairseq-train (the 'slow' marker: tests/conftest.py)
 BENCHMARK = REPO / "benchmarks" / "gradient_fidelity.py"
-
-
-def load_benchmark():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gradient_fidelity", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def fidelity(*args):
@@ -57,7 +48,7 @@ def test_every_mode_against_the_reference(reverse_data, tmp_path):
             assert by_mode[batch, "adjoint"]["sides"][side]["cosine"] > 0.99
         assert abs(own["loss"] - reference["loss"]) < 0.05
     # a reference solve over its step budget (a stiff model's, whose graph would outgrow the memory): said so
-    benchmark = load_benchmark()
+    benchmark = script_module(BENCHMARK)
     benchmark.REFERENCE_MAX_STEPS = 2
     rows = benchmark.measure(tmp_path / "ckpt" / "checkpoint_last.pt", [1], max_tokens=400)
     assert [(r["batch"], r["over_budget"]) for r in rows] == [(1, "the reference went over 2 steps")]
