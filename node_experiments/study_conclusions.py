@@ -24,7 +24,7 @@ SLOWER = 1.5  # "much slower": more than 1.5x the cost per update, or the time t
 TRANSLATES = 20.0  # tokenized BLEU on test2016 at which a model translates
 WINDOW = 250  # updates: NFE "at update U" is the mean of the intervals logged in (U - WINDOW, U]
 EQUAL_UPDATES = 3000  # where the "against their base run" experiments are compared
-CAPPED_UPDATES = 2000  # where the capped experiments are compared
+CAPPED_UPDATES = 1000  # where the capped full-NODE variants are compared (scripts/study.py's CONVERGED_PLAN caps them)
 
 REPRODUCED, REFUTED, NOT_TESTABLE = "reproduced", "refuted", "not testable yet"
 YARDSTICK = "transformer_1layer"  # the unit of cost per update (node_experiments/yardstick.py)
