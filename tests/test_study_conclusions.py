@@ -225,6 +225,21 @@ def test_every_experiment_a_conclusion_or_section_reads_is_in_the_plan_and_has_a
     assert len(planned) == sum(len(names) for _, names in study.CONVERGED_PLAN)  # each experiment planned once
 
 
+def test_each_row_compares_at_an_update_the_plan_trains_its_runs_to():
+    """A row's compared update and the plan's caps are two facts in two files: a capped run that stops short
+    leaves its row undecided for good, and one capped past the capped rows' update trains for nothing."""
+    study = study_script()
+    caps = {name: cap for cap, names in study.CONVERGED_PLAN for name in names}
+    for template, _ in sc.CHECKS:
+        for compared in (sc.EQUAL_UPDATES, sc.CAPPED_UPDATES):
+            if f"update {compared}" not in template.rule:
+                continue
+            capped = {name: caps[name] for name in template.experiments if caps[name] is not None}
+            assert all(cap >= compared for cap in capped.values()), (template.number, capped)
+            if compared == sc.CAPPED_UPDATES:
+                assert compared in capped.values(), (template.number, capped)  # its capped run stops there
+
+
 def test_no_two_runs_of_the_plan_train_the_same_flags():
     """Under the one schedule a config keeps only its architecture and --node-* flags: two configs that differ
     in nothing else (the demo and node_separated_aug1) would train the same run twice."""
