@@ -36,19 +36,21 @@ class GradientMode(NamedTuple):
     changes: Callable  # NodeSettings of the run -> the fields this mode replaces
 
 
+BACKPROP = {"adjoint": False, "seminorm": False}  # the NodeSettings fields of backprop through the solve
+
+
 def _backprop_at(tol):
     """Backprop at TOL, whatever the run's own gradient mode: the reference and its check."""
-    return lambda settings: {"rtol": tol, "atol": tol, "max_num_steps": REFERENCE_MAX_STEPS,
-                             "adjoint": False, "seminorm": False}
+    return lambda settings: {"rtol": tol, "atol": tol, "max_num_steps": REFERENCE_MAX_STEPS, **BACKPROP}
 
 
 REFERENCE = GradientMode(f"backprop, tol {REFERENCE_TOLERANCE:g} (reference)", _backprop_at(REFERENCE_TOLERANCE))
 OWN = GradientMode("the run's own", lambda settings: {})
 MODES = [  # after the run's own, each of these that solves as the run does is left out (the same row again)
     OWN,
-    GradientMode("backprop", lambda settings: {"adjoint": False, "seminorm": False}),
+    GradientMode("backprop", lambda settings: BACKPROP),
     GradientMode("backprop, tol / 10", lambda settings: {"rtol": settings.rtol / 10, "atol": settings.atol / 10,
-                                                         "adjoint": False, "seminorm": False}),
+                                                         **BACKPROP}),
     GradientMode("adjoint", lambda settings: {"adjoint": True, "seminorm": False}),
     GradientMode("adjoint + seminorm", lambda settings: {"adjoint": True, "seminorm": True}),
     GradientMode("backprop, tol 1e-5 (reference check)", _backprop_at(1e-5)),
