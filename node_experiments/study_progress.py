@@ -9,8 +9,9 @@ unfinished (trained part of the way: the runner resumes it; "carried" where it r
 copy, node_experiments/carry.py), to start again (its directory holds a run of other flags, or one past a
 cap lowered since) or not started; its updates,
 best validation loss, the validations since that best (what fairseq's --patience counts), its median
-seconds per update, and how many updates it has left: at least until its patience could run out with no
-improvement (or its cap comes first), at most until its cap. A resumed run repeats the updates after its
+seconds per update over the run and over its last few logged intervals, and how many updates it has left: at
+least until its patience could run out with no improvement (or its cap comes first), at most until its cap;
+the hours left are counted at the recent pace (an adaptive NODE's cost per update rises with its NFE). A resumed run repeats the updates after its
 last checkpoint, so "at most" may be short by up to one checkpoint interval.
 """
 import os
@@ -24,6 +25,7 @@ from .study_record import StudyRecord, clean_seconds_per_update
 from .training_log import Training, best_point
 
 FINISHED, TRANSLATING, UNFINISHED = "finished", "translating", "unfinished"
+RECENT_INTERVALS = 5  # fairseq's logged intervals (--log-interval updates each) that make the recent pace
 RESTARTS, NOT_STARTED = "starts again", "not started"
 
 
@@ -38,14 +40,15 @@ class Progress:
     best_at_update: Optional[int]
     validations_since_best: int
     seconds_per_update: Optional[float]  # the median over logged intervals: a held stretch is an outlier
+    recent_seconds_per_update: Optional[float]  # the median over the last RECENT_INTERVALS of them
     least_updates_left: int
     most_updates_left: Optional[int]  # None: no cap
 
     @property
     def most_hours_left(self) -> Optional[float]:
-        if self.most_updates_left is None or self.seconds_per_update is None:
+        if self.most_updates_left is None or self.recent_seconds_per_update is None:
             return None
-        return self.most_updates_left * self.seconds_per_update / 3600
+        return self.most_updates_left * self.recent_seconds_per_update / 3600
 
     @property
     def done_training(self) -> bool:
@@ -95,7 +98,8 @@ def progress(runner: Runner, experiment: Experiment) -> Progress:
         experiment=experiment.name, state=state, how=how, updates=updates, cap=cap,
         best_valid_loss=best.loss if best else None, best_at_update=best.updates if best else None,
         validations_since_best=since_best, least_updates_left=least, most_updates_left=most,
-        seconds_per_update=clean_seconds_per_update(training.inner))
+        seconds_per_update=clean_seconds_per_update(training.inner),
+        recent_seconds_per_update=clean_seconds_per_update(training.inner[-RECENT_INTERVALS:]))
 
 
 def recorded_progress(record: StudyRecord, cap) -> Progress:
@@ -104,8 +108,8 @@ def recorded_progress(record: StudyRecord, cap) -> Progress:
     return Progress(
         experiment=record.experiment, state=FINISHED, how=f"{record.status} (recorded)", updates=record.updates,
         cap=cap, best_valid_loss=record.best_valid_loss, best_at_update=record.best_at_update,
-        validations_since_best=since_best, seconds_per_update=record.seconds_per_update, least_updates_left=0,
-        most_updates_left=0)
+        validations_since_best=since_best, seconds_per_update=record.seconds_per_update,
+        recent_seconds_per_update=record.seconds_per_update, least_updates_left=0, most_updates_left=0)
 
 
 def runner_active(work) -> bool:
@@ -126,12 +130,13 @@ def runner_active(work) -> bool:
 def markdown(rows: List[Progress], work, active: bool) -> str:
     """The progress table, with a line on whether a runner is training now (ACTIVE) and the hours left at most."""
     lines = ["| experiment | state | updates / cap | best valid loss (update) | validations since best | "
-             "s/update | updates left (at least - at most) | hours left (at most) |",
+             f"s/update (last {RECENT_INTERVALS} intervals) | updates left (at least - at most) | "
+             "hours left (at most, at the recent pace) |",
              "|---|---|---|---|---|---|---|---|"]
     for p in rows:
         state = f"{p.state}: {p.how}" if p.how else p.state
         best = f"{p.best_valid_loss:.3f} ({p.best_at_update})" if p.best_valid_loss is not None else "-"
-        speed = f"{p.seconds_per_update:.2f}" if p.seconds_per_update else "-"
+        speed = f"{p.seconds_per_update:.2f} ({p.recent_seconds_per_update:.2f})" if p.seconds_per_update else "-"
         most = "no cap" if p.most_updates_left is None else p.most_updates_left
         hours = f"{p.most_hours_left:.1f}" if p.most_hours_left is not None else "-"
         lines.append(f"| {p.experiment} | {state} | {p.updates} / {p.cap or '-'} | {best} | "

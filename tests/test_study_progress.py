@@ -17,13 +17,14 @@ def study_runner(work):
     return Runner(Schedule(SCHEDULE), work, data=work / "no-data", subsets=list(SUBSETS))
 
 
-def log(valid_losses, updates, *, seconds_per_update=2.0, plateau=False):
+def log(valid_losses, updates, *, seconds_per_update=2.0, plateau=False, pace=None):
     """A fairseq training log: a validation every 200 updates with these losses, train_inner lines every 50
-    updates up to UPDATES."""
+    updates up to UPDATES, each interval at SECONDS_PER_UPDATE or PACE(its last update)."""
     lines = ["2026-12-01 10:00:00 | INFO | fairseq_cli.train | training on 1 devices (GPUs/TPUs)",
              "2026-12-01 10:00:01 | INFO | fairseq_cli.train | Start iterating over samples"]
     for update in range(50, updates + 1, 50):
-        lines.append(f"2026-12-01 10:00:02 | INFO | train_inner | epoch 001: loss=5.0, ups={1 / seconds_per_update}, "
+        seconds = pace(update) if pace else seconds_per_update
+        lines.append(f"2026-12-01 10:00:02 | INFO | train_inner | epoch 001: loss=5.0, ups={1 / seconds}, "
                      f"num_updates={update}, wall=0")
         if update % 200 == 0 and update // 200 <= len(valid_losses):
             loss = valid_losses[update // 200 - 1]
@@ -93,7 +94,7 @@ def test_progress_of_each_kind_of_run(tmp_path):
     assert by_name["node_full_tol1e-3"].state == "not started"
 
     table = study_progress.markdown(list(by_name.values()), tmp_path, active=False)
-    assert "| node_layer_euler_t2 | unfinished | 850 / 8000 | 4.000 (400) | 2 | 1.50 | 550 - 7150 | 3.0 |" in table
+    assert "| node_layer_euler_t2 | unfinished | 850 / 8000 | 4.000 (400) | 2 | 1.50 (1.50) | 550 - 7150 | 3.0 |" in table
     assert "| transformer_1layer | finished: plateau | 1400 / 8000 |" in table
     assert "| node_full_aug1 | starts again: past a lowered cap | 0 / 2000 |" in table
     assert f"No runner is using {tmp_path}. At most {(7150 * 1.5 + 150 * 3.0) / 3600:.1f} h left" in table
@@ -130,3 +131,15 @@ def test_progress_on_the_command_line(tmp_path):
                            for name, r in records.items())
     refused = script("study.sh", "--minutes", "1", "--progress", "--work", tmp_path, check=False)
     assert refused.returncode == 2 and "--progress" in refused.stderr
+
+
+def test_hours_left_at_the_recent_pace(tmp_path):
+    """A run whose cost per update rose (an adaptive NODE whose NFE rises): the hours left are counted at the
+    pace of its last intervals, not at the median of its whole run, which its cheap early updates hold down."""
+    runner = study_runner(tmp_path)
+    experiment = Experiment.from_config("node_full_tol1e-2_adjoint", 3000)
+    lay_out(runner, experiment, log([9.0, 8.0, 7.0, 6.9], 900, pace=lambda update: 4.0 if update <= 650 else 20.0))
+    shown = study_progress.progress(runner, experiment)
+    assert (shown.seconds_per_update, shown.recent_seconds_per_update) == (4.0, 20.0)
+    assert shown.most_hours_left == (3000 - 900) * 20.0 / 3600
+    assert "| 4.00 (20.00) | 900 - 2100 | 11.7 |" in study_progress.markdown([shown], tmp_path, active=True)
