@@ -9,10 +9,12 @@ training loss of a few Multi30k training batches (the same batches, dropout mask
   runs chose the adjoint),
 - backprop and the adjoint (with and without the seminorm) at the run's tolerance, each but the run's own,
 - backprop at a tenth of the run's tolerance,
-- backprop at tolerance 1e-5, the check of the reference,
-against the reference, backprop at tolerance 1e-6 (the ODE's gradient to float32's precision), side by side
-(the encoder's parameters, the decoder's): the norm over the reference's, and the cosine to it. A cosine near 1
-is the ODE's gradient; one near 0 is another function's. Writes OUT/gradient_fidelity.md and .json.
+- the reference's gradient at tolerance 1e-5, its check,
+against the reference, the ODE's gradient to float32's precision: backprop at tolerance 1e-6, or where that
+solve goes over --backprop-max-steps (a stiff model's, whose recorded graph would outgrow the memory), the
+adjoint at 1e-6 (constant memory); any other backprop solve over them is reported as such. Side by side (the encoder's parameters, the decoder's): the norm over the reference's,
+and the cosine to it. A cosine near 1 is the ODE's gradient; one near 0 is another function's. Writes
+OUT/gradient_fidelity.md and .json.
 """
 import argparse
 import dataclasses
@@ -23,10 +25,17 @@ from typing import Callable, Dict, List, NamedTuple, Optional
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "gradient_fidelity"
-REFERENCE_TOLERANCE = 1e-6
-# A model that has stopped learning can be stiff enough that the reference solve takes hundreds of steps,
-# whose recorded graph outgrows the memory; the batch is then reported without it.
-REFERENCE_MAX_STEPS = 60
+REFERENCE_TOLERANCE, CHECK_TOLERANCE = 1e-6, 1e-5
+
+
+class StepBudgets(NamedTuple):
+    """A trained model can be stiff enough that a solve takes hundreds of steps, whose recorded graph outgrows
+    the memory (24 GB here, at 4096 tokens: backprop's reference at node_full_tol1e-2's update 1000, backprop at
+    1e-2 at node_full_tol1e-2_adjoint's update 800, 107 encoder steps): every backprop solve stops at BACKPROP
+    steps. The adjoint, which records none, takes over the reference, up to ADJOINT_REFERENCE steps (a batch over
+    both has no reference)."""
+    backprop: int = 60
+    adjoint_reference: int = 2000
 SIDES = {"enc": "encoder.", "dec": "decoder."}  # node_blocks' side: the prefix of that side's parameters
 BATCH_SEED, BATCH_EPOCH, MAX_TOKENS = 7, 3, 4096  # which shuffled batches "batch N" means: the study's size
 
@@ -37,23 +46,34 @@ class GradientMode(NamedTuple):
 
 
 BACKPROP = {"adjoint": False, "seminorm": False}  # the NodeSettings fields of backprop through the solve
+ADJOINT = {"adjoint": True, "seminorm": False}
 
 
-def _backprop_at(tol):
-    """Backprop at TOL, whatever the run's own gradient mode: the reference and its check."""
-    return lambda settings: {"rtol": tol, "atol": tol, "max_num_steps": REFERENCE_MAX_STEPS, **BACKPROP}
+class Reference(NamedTuple):
+    mode: GradientMode
+    check: GradientMode  # the same gradient at a tenth of the precision: two that agree are converged
 
 
-REFERENCE = GradientMode(f"backprop, tol {REFERENCE_TOLERANCE:g} (reference)", _backprop_at(REFERENCE_TOLERANCE))
+def _reference(gradient_fields, words, max_num_steps):
+    """The reference and its check by GRADIENT_FIELDS, whatever the run's own gradient mode."""
+    def at(tol):
+        return lambda settings: {"rtol": tol, "atol": tol, "max_num_steps": max_num_steps, **gradient_fields}
+    return Reference(GradientMode(f"{words}, tol {REFERENCE_TOLERANCE:g} (reference)", at(REFERENCE_TOLERANCE)),
+                     GradientMode(f"{words}, tol {CHECK_TOLERANCE:g} (reference check)", at(CHECK_TOLERANCE)))
+
+
+def references(budgets: StepBudgets) -> List[Reference]:
+    """In the order tried."""
+    return [_reference(BACKPROP, "backprop", budgets.backprop),
+            _reference(ADJOINT, "adjoint", budgets.adjoint_reference)]
 OWN = GradientMode("the run's own", lambda settings: {})
 MODES = [  # after the run's own, each of these that solves as the run does is left out (the same row again)
     OWN,
     GradientMode("backprop", lambda settings: BACKPROP),
     GradientMode("backprop, tol / 10", lambda settings: {"rtol": settings.rtol / 10, "atol": settings.atol / 10,
                                                          **BACKPROP}),
-    GradientMode("adjoint", lambda settings: {"adjoint": True, "seminorm": False}),
+    GradientMode("adjoint", lambda settings: ADJOINT),
     GradientMode("adjoint + seminorm", lambda settings: {"adjoint": True, "seminorm": True}),
-    GradientMode("backprop, tol 1e-5 (reference check)", _backprop_at(1e-5)),
 ]
 
 
@@ -64,6 +84,13 @@ class Gradient(NamedTuple):
     seconds: float
 
 
+def _steps(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a step budget is at least 1, got {value}")
+    return value
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT")
@@ -72,6 +99,10 @@ def parse_args(argv=None):
     parser.add_argument("--data", type=Path, default=None,
                         help="the binarised data the runs trained on (default: the one each checkpoint names)")
     parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS)
+    parser.add_argument("--backprop-max-steps", type=_steps, default=StepBudgets().backprop,
+                        help="the steps a backprop solve may record (its graph's memory grows with them); beyond, "
+                             "the adjoint takes over the reference and other backprop rows say so")
+    parser.add_argument("--adjoint-reference-max-steps", type=_steps, default=StepBudgets().adjoint_reference)
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args(argv)
 
@@ -149,36 +180,58 @@ def compare(g: Gradient, reference: Gradient) -> Dict[str, Dict[str, float]]:
     return out
 
 
-def measure(checkpoint: Path, batches: List[int], data=None, max_tokens=MAX_TOKENS) -> List[dict]:
-    """One row per batch and gradient mode (the reference's included)."""
+def measure(checkpoint: Path, batches: List[int], data=None, max_tokens=MAX_TOKENS,
+            budgets=StepBudgets()) -> List[dict]:
+    """One row per batch and gradient mode (the reference's and its check's included)."""
     from node_experiments.carry import checkpoint_updates
 
     model, blocks, task, criterion = load(checkpoint, data)
     run = next(iter(blocks.values())).settings
     updates = checkpoint_updates(checkpoint)
+
+    def settings_of(mode):
+        return dataclasses.replace(run, **mode.changes(run))
+
+    def within_memory(settings):
+        if settings.adjoint:
+            return settings
+        return dataclasses.replace(settings, max_num_steps=min(settings.max_num_steps, budgets.backprop))
+
     rows = []
     for index, sample in training_batches(task, set(batches), max_tokens).items():
-        reference = gradient(model, blocks, criterion, sample, dataclasses.replace(run, **REFERENCE.changes(run)))
-        for mode in [REFERENCE, *MODES]:
-            settings = dataclasses.replace(run, **mode.changes(run))
+        row = {"checkpoint": str(checkpoint), "updates": updates, "batch": index}
+        for reference in references(budgets):
+            reference_gradient = gradient(model, blocks, criterion, sample, settings_of(reference.mode))
+            if reference_gradient is not None:
+                break
+        else:  # nothing to compare with: one row says why
+            settings = settings_of(reference.mode)
+            each = ", ".join(f"{_mode_words(settings_of(r.mode))} {settings_of(r.mode).max_num_steps} steps"
+                             for r in references(budgets))
+            rows.append(dict(row, mode=reference.mode.name, tolerance=settings.rtol, gradient=_mode_words(settings),
+                             over_budget=f"the reference went over its step budget ({each})"))
+            continue
+        for mode in [reference.mode, *MODES, reference.check]:
+            settings = settings_of(mode)
             if mode is not OWN and settings == run:
                 continue
-            row = {"checkpoint": str(checkpoint), "updates": updates, "batch": index, "mode": mode.name,
-                   "tolerance": settings.rtol, "gradient": _mode_words(settings)}
-            if reference is None:  # nothing to compare with: one row says why
-                rows.append(dict(row, over_budget=f"the reference went over {REFERENCE_MAX_STEPS} steps"))
-                break
-            g = reference if mode is REFERENCE else gradient(model, blocks, criterion, sample, settings)
+            settings = within_memory(settings)
+            mode_row = dict(row, mode=mode.name, tolerance=settings.rtol, gradient=_mode_words(settings))
+            g = reference_gradient if mode is reference.mode else gradient(model, blocks, criterion, sample, settings)
             if g is None:
-                rows.append(dict(row, over_budget=f"over its step budget ({settings.max_num_steps} steps)"))
+                rows.append(dict(mode_row, over_budget=f"over its step budget ({settings.max_num_steps} steps)"))
                 continue
-            rows.append(dict(row, loss=g.loss, nfe_forward=g.nfe_forward, seconds=g.seconds,
-                             sides=compare(g, reference)))
+            rows.append(dict(mode_row, loss=g.loss, nfe_forward=g.nfe_forward, seconds=g.seconds,
+                             sides=compare(g, reference_gradient)))
     return rows
 
 
 def _mode_words(settings):
     return "adjoint + seminorm" if settings.seminorm else "adjoint" if settings.adjoint else "backprop"
+
+
+def _ratio(value):
+    return f"{value:.2f}x" if value < 1000 else f"{value:.1e}x"  # backprop through a stiff solve can explode
 
 
 def table(rows):
@@ -191,15 +244,16 @@ def table(rows):
         if "over_budget" in r:
             body.append([run, r["batch"], r["mode"], solve, "-", "-", r["over_budget"], "-"])
             continue
-        sides = "; ".join(f"{side} {v['norm_ratio']:.2f}x, cos {v['cosine']:.3f}" for side, v in r["sides"].items())
+        sides = "; ".join(f"{side} {_ratio(v['norm_ratio'])}, cos {v['cosine']:.3f}" for side, v in r["sides"].items())
         nfe = ", ".join(f"{side} {n:.0f}" for side, n in r["nfe_forward"].items())
         body.append([run, r["batch"], r["mode"], solve, f"{r['loss']:.4f}", nfe, sides, f"{r['seconds']:.1f}"])
     return Table(NAME, "Gradient fidelity: each way through the solver against the ODE's gradient, on trained runs",
                  ["run @ update", "batch", "mode", "gradient, tolerance", "loss per token", "forward NFE per solve",
                   "gradient (norm over the reference's; cosine to it)", "s fwd+bwd"], body,
-                 note="The reference is backprop at tolerance 1e-6 (the same batch, dropout masks and weights); "
-                      "a cosine near 1 is the ODE's gradient. Seconds are one forward and backward, with "
-                      "nothing else running.")
+                 note="The reference is backprop at tolerance 1e-6, or the adjoint there where backprop's solve "
+                      "goes over its step budget (the same batch, dropout masks and weights); a cosine near 1 is "
+                      "the ODE's gradient where the reference agrees with its check. Seconds are one forward and "
+                      "backward, with nothing else running.")
 
 
 def main(argv=None):
@@ -208,7 +262,8 @@ def main(argv=None):
 
     rows = []
     for checkpoint in args.checkpoints:  # written after each checkpoint: a long measurement keeps what it has
-        rows += measure(checkpoint, args.batches, args.data, args.max_tokens)
+        rows += measure(checkpoint, args.batches, args.data, args.max_tokens,
+                        StepBudgets(args.backprop_max_steps, args.adjoint_reference_max_steps))
         publish(table(rows), args.out)
         (args.out / f"{NAME}.json").write_text(json.dumps(rows, indent=1) + "\n")
     return rows

@@ -63,6 +63,11 @@ def test_each_conclusion_is_decided_by_its_rule(records):
     assert checked["3"].verdict == sc.REPRODUCED and "decoder 14.0 → 20.0 (+43%)" in checked["3"].evidence
     assert checked["4"].verdict == sc.REPRODUCED  # read on the full NODE whose gradient is the ODE's, not tol 1e-2
     assert checked["4"].evidence == "node_full_tol1e-2_adjoint: enc 20.0 → 20.4 (+2%), dec 14.0 → 18.0 (+29%)"
+    # each row that reads the adjoint's full NODE says, after its evidence, how far its gradient is the ODE's
+    assert {n for n, c in checked.items() if c.caveat == sc.FULL_NODE_GRADIENT} == {"4", "8", "tol", "bug"}
+    assert not any(c.caveat for n, c in checked.items() if n not in ("4", "8", "tol", "bug"))
+    for table in (sc.markdown(list(checked.values())), sc.markdown(list(checked.values()), rules=False)):
+        assert f"| {checked['4'].evidence}; {sc.FULL_NODE_GRADIENT} |" in table
     assert checked["6"].verdict == sc.REPRODUCED and "1 batches over the step budget" in checked["6"].evidence
     # separated: 2/3 of the cost, and at update 3000 its 3.8 against the full decoder's 3.82: level
     assert checked["7"].verdict == sc.REPRODUCED and "0.67x the cost per update" in checked["7"].evidence
