@@ -130,13 +130,14 @@ def runner_active(work) -> bool:
 def markdown(rows: List[Progress], work, active: bool) -> str:
     """The progress table, with a line on whether a runner is training now (ACTIVE) and the hours left at most."""
     lines = ["| experiment | state | updates / cap | best valid loss (update) | validations since best | "
-             f"s/update (last {RECENT_INTERVALS} intervals) | updates left (at least - at most) | "
+             f"median s/update (last {RECENT_INTERVALS} intervals) | updates left (at least - at most) | "
              "hours left (at most, at the recent pace) |",
              "|---|---|---|---|---|---|---|---|"]
     for p in rows:
         state = f"{p.state}: {p.how}" if p.how else p.state
         best = f"{p.best_valid_loss:.3f} ({p.best_at_update})" if p.best_valid_loss is not None else "-"
-        speed = f"{p.seconds_per_update:.2f} ({p.recent_seconds_per_update:.2f})" if p.seconds_per_update else "-"
+        speed = (f"{p.seconds_per_update:.2f} ({p.recent_seconds_per_update:.2f})"
+                 if p.seconds_per_update and p.recent_seconds_per_update else "-")
         most = "no cap" if p.most_updates_left is None else p.most_updates_left
         hours = f"{p.most_hours_left:.1f}" if p.most_hours_left is not None else "-"
         lines.append(f"| {p.experiment} | {state} | {p.updates} / {p.cap or '-'} | {best} | "

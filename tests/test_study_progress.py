@@ -2,6 +2,8 @@
 the runner writes them (a log, the fingerprint it started with, its kept result)."""
 import fcntl
 
+import pytest
+
 from helpers import study_script
 from multi30k_subset import script
 from node_experiments import study_progress
@@ -140,6 +142,6 @@ def test_hours_left_at_the_recent_pace(tmp_path):
     experiment = Experiment.from_config("node_full_tol1e-2_adjoint", 3000)
     lay_out(runner, experiment, log([9.0, 8.0, 7.0, 6.9], 900, pace=lambda update: 4.0 if update <= 650 else 20.0))
     shown = study_progress.progress(runner, experiment)
-    assert (shown.seconds_per_update, shown.recent_seconds_per_update) == (4.0, 20.0)
-    assert shown.most_hours_left == (3000 - 900) * 20.0 / 3600
+    assert (shown.seconds_per_update, shown.recent_seconds_per_update) == pytest.approx((4.0, 20.0))
+    assert shown.most_hours_left == pytest.approx((3000 - 900) * 20.0 / 3600)
     assert "| 4.00 (20.00) | 900 - 2100 | 11.7 |" in study_progress.markdown([shown], tmp_path, active=True)
