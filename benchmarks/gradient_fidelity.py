@@ -204,15 +204,16 @@ def measure(checkpoint: Path, batches: List[int], data=None, max_tokens=MAX_TOKE
             return settings
         return dataclasses.replace(settings, max_num_steps=min(settings.max_num_steps, budgets.backprop))
 
+    tried_in_order = references(budgets)
     rows = []
     for index, sample in training_batches(task, set(batches), max_tokens).items():
         row = {"checkpoint": str(checkpoint), "updates": updates, "batch": index}
-        for reference in references(budgets):
+        for reference in tried_in_order:
             reference_gradient = gradient(model, blocks, criterion, sample, settings_of(reference.mode))
             if reference_gradient is not None:
                 break
         else:  # nothing to compare with: one row says why
-            tried = [settings_of(r.mode) for r in references(budgets)]
+            tried = [settings_of(r.mode) for r in tried_in_order]
             each = ", ".join(f"{_mode_words(settings)} {settings.max_num_steps} steps" for settings in tried)
             rows.append(dict(row, mode=reference.mode.name, tolerance=tried[-1].rtol,
                              gradient=_mode_words(tried[-1]),

@@ -11,8 +11,9 @@ cap lowered since) or not started; its updates,
 best validation loss, the validations since that best (what fairseq's --patience counts), its median
 seconds per update over the run and over its last few logged intervals, and how many updates it has left: at
 least until its patience could run out with no improvement (or its cap comes first), at most until its cap;
-the hours left are counted at the recent pace (an adaptive NODE's cost per update rises with its NFE). A resumed run repeats the updates after its
-last checkpoint, so "at most" may be short by up to one checkpoint interval.
+the hours left are counted at the recent pace (an adaptive NODE's cost per update rises with its NFE). A
+resumed run repeats the updates after its last checkpoint, so "at most" may be short by up to one checkpoint
+interval.
 """
 import os
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ from .study_record import StudyRecord, clean_seconds_per_update
 from .training_log import Training, best_point
 
 FINISHED, TRANSLATING, UNFINISHED = "finished", "translating", "unfinished"
-RECENT_INTERVALS = 5  # fairseq's logged intervals (--log-interval updates each) that make the recent pace
 RESTARTS, NOT_STARTED = "starts again", "not started"
+RECENT_INTERVALS = 5  # fairseq's logged intervals (--log-interval updates each) that make the recent pace
 
 
 @dataclass(frozen=True)
