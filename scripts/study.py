@@ -70,13 +70,13 @@ CONVERGED_PLAN = [
     (None, ["node_full_tol1e-2"]),
     # added once node_full_tol1e-2 had failed on the schedule: is that failure its optimiser's?
     (3000, ["node_full_tol1e-2_clip"]),
-    # It was its gradient's: backprop through the solve at tolerance 1e-2 stopped being the ODE's gradient as
-    # the model learnt, the adjoint stayed it longer (benchmarks/results/gradient_fidelity.md). The full NODE's
-    # comparisons train with the adjoint, the bounded runs first.
     # 3000, as the other capped runs: its final model averages its last 10 interval checkpoints, which at a cap of
     # 2000 spanned updates 200-2000, the whole warmup (valid loss 4.707 at 2000, yet 18.5 BLEU from the average);
     # at 3000 they span 1200-3000 as the other capped runs' do. Raised after it had finished at 2000: it resumes.
     (3000, ["transformer_6layer"]),
+    # It was its gradient's: backprop through the solve at tolerance 1e-2 stopped being the ODE's gradient as
+    # the model learnt, the adjoint stayed it longer (benchmarks/results/gradient_fidelity.md). The full NODE's
+    # comparisons train with the adjoint, the bounded runs first.
     # Capped at 1000, not 2000: the base's encoder NFE rose from 20 to 264 per solve by update 800 (about 14 s an
     # update here, and more at 1e-3), so 2000 updates each would have cost more than the rest of the study.
     (1000, ["node_full_aug1_adjoint", "node_full_tol1e-3_adjoint"]),
