@@ -40,7 +40,6 @@ directories and no data (a fresh clone).
 import argparse
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -257,10 +256,16 @@ def write_converged_report(records, out):
     figures = plot_scalars({name: as_scalars(r) for name, r in by_name.items()}, out / FIGURES, ("png",))
     for section, names in study_conclusions.SECTIONS.items():
         present = [name for name in names if name in by_name]
-        shutil.rmtree(out / FIGURES / section, ignore_errors=True)  # a section's runs may have changed since
-        if present:
-            figures += plot_scalars({name: as_scalars(by_name[name]) for name in present}, out / FIGURES / section,
-                                    ("png",))
+        folder = out / FIGURES / section
+        drawn = plot_scalars({name: as_scalars(by_name[name]) for name in present}, folder, ("png",)) \
+            if present else []
+        # Drawn over in place, then what was not redrawn goes (a section's runs may have changed since): the
+        # folder is never without its figures while a runner rebuilds the report beside a commit.
+        for stale in set(folder.glob("*")) - set(drawn):
+            stale.unlink()
+        if folder.is_dir() and not drawn:
+            folder.rmdir()
+        figures += drawn
     for path in figures:
         print(path)
     checked = study_conclusions.check(by_name)

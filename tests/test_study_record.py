@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, study_script
 from node_experiments import study_record
 from node_experiments.study_record import EARLY_STOP_LINE, StudyRecord, as_scalars, read_all, record_from_log
 from test_training_log import SESSION
@@ -73,6 +73,31 @@ def test_a_run_that_never_trained_has_an_empty_record():
 def report(out, *names):
     return subprocess.run([sys.executable, str(REPO / "scripts" / "study.py"), "--report", "--out", str(out), *names],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def test_the_report_draws_a_sections_figures_over_in_place_and_drops_the_rest(tmp_path, monkeypatch):
+    from node_experiments import plot
+
+    record = record_from_log("node_separated_aug1", NODE_FLAGS, resumed_log(DONE), SCORES)
+    section = tmp_path / "figures" / "time_dependence"  # node_separated_aug1 against its timedep ablation
+    section.mkdir(parents=True)
+    (section / "loss.png").write_bytes(b"old figure")
+    (section / "retired_figure.png").write_bytes(b"a figure this report no longer draws")
+    there_while_drawn = {}
+
+    def spying_plot_scalars(runs, out, formats):
+        there_while_drawn[out.name] = sorted(p.name for p in out.glob("*"))
+        return draw(runs, out, formats)
+
+    draw = plot.plot_scalars
+    monkeypatch.setattr(plot, "plot_scalars", spying_plot_scalars)
+    study_script().write_converged_report([record], tmp_path)
+    # A commit beside a runner's rebuild finds the section's figures, old or new, never none.
+    assert there_while_drawn["time_dependence"] == ["loss.png", "retired_figure.png"]
+    assert (section / "loss.png").read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in section.iterdir()) == sorted(
+        p.name for p in (tmp_path / "figures" / "weight_decay").iterdir())  # the same runs, the same figures
+    assert not (section / "retired_figure.png").exists()
 
 
 def test_the_report_rebuilds_table_and_figures_from_records_alone(tmp_path):
