@@ -46,6 +46,7 @@ FULL_NODE_GRADIENT = (
     "the full-NODE runs train with the adjoint, the ODE's gradient while the encoder stays non-stiff and not after "
     "(node_full_tol1e-2_adjoint: cosine 0.99 at update 600, 0.16-0.37 on the encoder at 800 once its solve took "
     "264 evaluations; node_full_aug1_adjoint, whose encoder stayed at 14-20: 0.996-1.000 at 600, 800 and 1000; "
+    "node_full_tol1e-3_adjoint, whose encoder stayed at 20-26: 0.951-0.996 at 600, 800 and 1000; "
     "benchmarks/results/gradient_fidelity_256_tokens)")
 
 # The comparisons of the converged study: figures/SECTION/*.png of the experiments named (those with records).
