@@ -84,12 +84,12 @@ def test_the_report_draws_a_sections_figures_over_in_place_and_drops_the_rest(tm
     (section / "loss.png").write_bytes(b"old figure")
     (section / "retired_figure.png").write_bytes(b"a figure this report no longer draws")
     there_while_drawn = {}
+    draw = plot.plot_scalars
 
     def spying_plot_scalars(runs, out, formats):
         there_while_drawn[out.name] = sorted(p.name for p in out.glob("*"))
         return draw(runs, out, formats)
 
-    draw = plot.plot_scalars
     monkeypatch.setattr(plot, "plot_scalars", spying_plot_scalars)
     study_script().write_converged_report([record], tmp_path)
     # A commit beside a runner's rebuild finds the section's figures, old or new, never none.
