@@ -62,15 +62,18 @@ def _console_script(name) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def _run_logged(command, log, echo, **kwargs) -> int:
-    """COMMAND with its output appended to LOG (an open file), and also to our stdout when ECHO."""
-    if not echo:
-        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, **kwargs).returncode
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO, text=True,
-                          bufsize=1, **kwargs) as proc:
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            log.write(line)
+def _run_logged(command, log, echo, started=None, **kwargs) -> int:
+    """COMMAND with its output appended to LOG (an open file), and also to our stdout when ECHO; STARTED, if
+    given, is called with the running process (to signal it)."""
+    output, buffering = (subprocess.PIPE, 1) if echo else (log, -1)  # line by line to our stdout
+    with subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=REPO, text=True, bufsize=buffering,
+                          **kwargs) as proc:
+        if started is not None:
+            started(proc)
+        if echo:
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                log.write(line)
         return proc.wait()
 
 
@@ -167,9 +170,10 @@ class RunDir:
         return self.data if (self.data / "prepared.json").is_file() else None
 
     # --- training and translation ---
-    def train(self, data, flags, *, fresh=False, echo=False) -> int:
+    def train(self, data, flags, *, fresh=False, echo=False, started=None) -> int:
         """fairseq-train DATA with FLAGS into this run, appending to train.log (fairseq resumes from
-        checkpoints/checkpoint_last.pt by itself); FRESH empties the run first. Returns fairseq's exit code."""
+        checkpoints/checkpoint_last.pt by itself); FRESH empties the run first; STARTED is called with the
+        running fairseq-train. Returns fairseq's exit code."""
         if fresh and self.path.exists():
             shutil.rmtree(self.path)
         self.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -178,7 +182,7 @@ class RunDir:
                    "--save-dir", str(self.checkpoints), "--tensorboard-logdir", str(self.tensorboard), *device_flags()]
         self.command_file.write_text(" ".join(command) + "\n")
         with open(self.train_log, "a") as log:
-            return _run_logged(command, log, echo)
+            return _run_logged(command, log, echo, started)
 
     def translate(self, data, checkpoint="checkpoint_best.pt", subsets=tuple(SUBSETS), extra_flags=(),
                   *, echo=False) -> "Translation":

@@ -15,13 +15,19 @@ Two budgets:
 A run's result (RUN/study_result.json) is kept when the runner is started again with the same flags, budget
 and test sets (its fingerprint); a run interrupted while translating is only translated; one translated
 with another length bound is translated again without training again. One runner per work directory at a
-time (a lock file): on a shared machine a wall-time budget means nothing otherwise.
+time (a lock file, which holds the runner's process id): on a shared machine a wall-time budget means nothing
+otherwise. A runner asked to stop (request_stop; scripts/study.py on STOP_SIGNAL) stops where nothing is
+lost: a training run after its current update, saved to its checkpoint_last.pt to be resumed, anything else
+once it is done.
 """
 import fcntl
 import hashlib
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -39,6 +45,8 @@ RESULT_FILE = "study_result.json"  # in a run directory: the runner's result of 
 STARTED_FILE = "study_started_as"  # the fingerprint a run was started with: only such a run is resumed
 AVERAGED = "checkpoint_averaged.pt"  # a scheduled run's final model: the average of its last checkpoints
 LOCK_FILE = ".study.lock"
+# Stops a runner, which passes it on to its fairseq-train: the plugin's save-and-stop (node_transformer/preemption.py)
+STOP_SIGNAL = signal.SIGUSR1
 CAP_FLAG = "--max-update"
 TRAINED_LINE = "fairseq_cli.train | done training in "
 EARLY_STOP_LINE = "early stop since valid performance hasn't improved"  # fairseq's --patience
@@ -48,6 +56,10 @@ LOG_FLAGS = ["--log-format", "simple", "--log-interval", "50"]
 
 class RunnerError(Exception):
     pass
+
+
+class RunnerStopped(RunnerError):
+    """The runner stopped as asked (Runner.request_stop), with nothing lost."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +220,8 @@ class Runner:
     records: Optional[Path] = None  # RECORDS/NAME.json: a finished record there keeps a run this machine lacks
     carry: Optional[Path] = None  # CARRY/NAME: an unfinished run carried from another machine (carry.py)
     yardstick: bool = False  # measure this machine's yardstick before each training session (yardstick.py)
+    stop_requested: bool = False  # request_stop: stop where nothing is lost
+    training: Optional[subprocess.Popen] = field(default=None, repr=False)  # the run's fairseq-train, while it trains
 
     def run_dir(self, experiment: Experiment) -> RunDir:
         return RunDir(Path(self.work) / experiment.name)
@@ -345,9 +359,41 @@ class Runner:
             if seconds is not None:
                 with open(run.train_log, "a") as log:
                     log.write(yardstick.line(seconds))
-        if run.train(self.data, flags) == 0:
-            return None
-        return stop_reason(run.log_text())
+        self.stop_if_requested(f"before training {experiment.name}")
+        try:
+            returncode = run.train(self.data, flags, started=self.training_started)
+        finally:
+            self.training = None
+        if self.stop_requested:  # whatever fairseq-train's exit: the next runner finds the run as it left it
+            raise RunnerStopped(f"stopped as asked: {experiment.name} at update {self.resumes_at(run)}, in its "
+                                f"{LAST_CHECKPOINT}")
+        return None if returncode == 0 else stop_reason(run.log_text())
+
+    # --- stopping as asked ---
+    def request_stop(self):
+        """Stop at the next point where nothing is lost: a training run after its current update, its
+        fairseq-train having saved checkpoint_last.pt (node_transformer/preemption.py); a yardstick,
+        translation or record once it is done. Safe in a signal handler."""
+        self.stop_requested = True
+        training = self.training
+        if training is not None:
+            training.send_signal(STOP_SIGNAL)  # nothing if it has exited
+
+    def training_started(self, process: subprocess.Popen):
+        self.training = process
+        if self.stop_requested:  # asked while fairseq-train was being started
+            process.send_signal(STOP_SIGNAL)
+
+    def stop_if_requested(self, where: str):
+        if self.stop_requested:
+            raise RunnerStopped(f"stopped as asked: {where}")
+
+    @staticmethod
+    def resumes_at(run: RunDir) -> str:
+        try:
+            return str(checkpoint_updates(run.checkpoint(LAST_CHECKPOINT)))
+        except (CarryError, FileNotFoundError):
+            return "0 (no checkpoint yet: it starts again)"
 
     def translate_final(self, run: RunDir, stopped):
         """Translate the run's final model, if it has one: (translation, stopped with any failure added)."""
@@ -402,13 +448,17 @@ class Runner:
                 after_each: Optional[Callable[[Experiment, RunResult], None]] = None) -> List[RunResult]:
         """Every experiment, strictly one after another, under the work directory's lock."""
         Path(self.work).mkdir(parents=True, exist_ok=True)
-        with open(Path(self.work) / LOCK_FILE, "w") as lock:
+        with open(Path(self.work) / LOCK_FILE, "a") as lock:  # "a": the holder's process id stays until it is ours
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise RunnerError(f"another runner is using {self.work}; wait for it to finish") from None
+            lock.truncate(0)
+            lock.write(f"{os.getpid()}\n")
+            lock.flush()
             results = []
             for experiment in experiments:
+                self.stop_if_requested(f"before {experiment.name}")
                 record = self.recorded(experiment)
                 if record is not None:
                     print(f"{experiment.name}: kept (recorded: {record.status}, {record.updates} updates)", flush=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from .experiment_config import flag_value
-from .runner import LOCK_FILE, Experiment, Runner
+from .runner import LOCK_FILE, STOP_SIGNAL, Experiment, Runner
 from .study_record import StudyRecord, clean_seconds_per_update
 from .training_log import Training, best_point
 
@@ -126,6 +126,17 @@ def runner_active(work) -> bool:
     except OSError:
         return False  # no /proc/locks: not known, said as not held
     return any(" FLOCK " in line and f" {device} " in line and "->" not in line for line in locks.splitlines())
+
+
+def stop_runner(work) -> Optional[int]:
+    """Ask the runner holding WORK's lock to stop (Runner.request_stop); its process id, or None where its lock
+    holds none (a runner older than the process id in its lock)."""
+    try:
+        pid = int((Path(work) / LOCK_FILE).read_text().strip())
+        os.kill(pid, STOP_SIGNAL)
+    except (OSError, ValueError):  # no id yet, or the id of a runner that has exited since
+        return None
+    return pid
 
 
 def markdown(rows: List[Progress], work, active: bool) -> str:

@@ -3,7 +3,7 @@ one results table (Markdown and JSON) and the figures.
 
     scripts/study.sh [--converged | --minutes 10] [--all-test-sets] [EXPERIMENT ...]
     scripts/study.sh --progress     # where each converged run stands, while the runner trains
-    scripts/study.sh --carry        # the unfinished runs copied into the repository, for the next machine
+    scripts/study.sh --carry        # the runner stopped, its unfinished runs copied into the repository
 
 An EXPERIMENT is a config name (configs/NAME.args) or path; by default, under --converged, the plan
 (CONVERGED_PLAN: the main comparisons to their plateau, the single-factor variants and ablations to 3000
@@ -18,6 +18,9 @@ fast and regularised configs (see --list). Two budgets:
   defaulting to ~/node-transformer-runs), so a fresh clone loses no training. On a new machine, a run
   that OUT/records/NAME.json records as finished with the same flags is kept, and an unfinished one
   resumes from its copy in OUT/carry/NAME (written by --carry, to be committed; node_experiments/carry.py).
+  SIGUSR1 to the runner's process (its id is in WORK/.study.lock) stops it where nothing is lost: the run
+  training saves its checkpoint_last.pt after its current update and the runner exits (a yardstick,
+  translation or record under way finishes first); --carry sends it and waits.
 - --minutes M: early training, each config's own flags for M minutes of wall time (fairseq's
   --stop-time-hours; the config's epoch and update limits are lifted), validating every --validate-every
   updates. An experiment interrupted while training starts again from scratch (a time budget cannot be
@@ -40,7 +43,9 @@ directories and no data (a fresh clone).
 import argparse
 import json
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,8 +131,8 @@ def parse_args(argv=None):
     parser.add_argument("--carry", action="store_true",
                         help="--converged: copy what each unfinished run of the plan (or each named) needs to resume "
                              "into OUT/carry/NAME, to be committed, drop the copies of runs that have finished, and "
-                             "exit; a runner on a machine without the run directory resumes from there (stop the "
-                             "runner first)")
+                             "exit; a runner on a machine without the run directory resumes from there. A runner "
+                             "training in WORK is stopped first, its run saved after its current update")
     parser.add_argument("--list", action="store_true", help="print the default experiments by group and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -341,12 +346,18 @@ def plot(args):
 def carry(runner, args) -> int:
     """--carry: each run's state copied to OUT/carry, or its copy dropped once finished."""
     from node_experiments.carry import CarryError
-    from node_experiments.study_progress import runner_active
+    from node_experiments.study_progress import runner_active, stop_runner
 
     if runner_active(args.work):
-        print(f"study: a runner is training in {args.work}: stop it first (right after a checkpoint), so that "
-              "no checkpoint is carried half-written", file=sys.stderr)
-        return 2
+        pid = stop_runner(args.work)
+        if pid is None:
+            print(f"study: a runner is training in {args.work} and its lock holds no process id: stop it first "
+                  "(right after a checkpoint), so that no checkpoint is carried half-written", file=sys.stderr)
+            return 2
+        print(f"study: asked the runner (process {pid}) to stop: a run training saves its checkpoint_last.pt after "
+              "its current update; a yardstick, translation or record under way finishes first. Waiting...", flush=True)
+        while runner_active(args.work):
+            time.sleep(2)
     for experiment in args.runs:
         try:
             print(f"{experiment.name}: {runner.carry_out(experiment)}", flush=True)
@@ -373,14 +384,19 @@ def main(argv=None):
         return 0
     if args.carry:
         return carry(runner, args)
-    from node_experiments.runner import RunnerError
+    from node_experiments.runner import STOP_SIGNAL, RunnerError, RunnerStopped
 
     def record_as_it_ends(experiment, result):  # a study of days leaves its results on the way
         runner.record(experiment, result, args.out / RECORDS)
         write_converged_report(recorded(args.out), args.out)
 
+    if args.converged:  # a resumable run can stop at any update; a time budget's would start again
+        signal.signal(STOP_SIGNAL, lambda signum, frame: runner.request_stop())
     try:
         results = runner.run_all(args.runs, record_as_it_ends if args.converged else None)
+    except RunnerStopped as stopped:
+        print(f"study: {stopped}; started again, the runner goes on from there", flush=True)
+        return 0
     except RunnerError as error:
         print(f"study: {error}", file=sys.stderr)
         return 2

@@ -17,11 +17,15 @@ TINY_DIMS = [
 ]
 
 
+def cli_env():
+    """The environment the tests run fairseq's console scripts in: quiet, one thread each."""
+    return dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+
+
 def run_cli(name, *args, timeout=600, check=True):
     """Run a fairseq console script of this environment; returns the CompletedProcess."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     proc = subprocess.run([str(BIN / name), *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO, env=env)
+                          cwd=REPO, env=cli_env())
     if check and proc.returncode != 0:
         raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc

@@ -3,12 +3,14 @@ from checkpoint_last.pt, averaged, recorded, its cap raised and lowered)."""
 import json
 import re
 import shutil
+import subprocess
+import time
 
 import pytest
 import torch
 
 from helpers import REPO
-from multi30k_subset import prepared, script  # noqa: F401  (prepared: a fixture)
+from multi30k_subset import ENV, prepared, script  # noqa: F401  (prepared: a fixture)
 from node_transformer import checkpoint_safety  # noqa: F401  (torch.load of fairseq checkpoints)
 from node_experiments.averaging import interval_checkpoints
 from node_experiments.experiment_config import read_flags
@@ -171,6 +173,42 @@ def test_converged_study_resumes_averages_and_records(prepared, tmp_path):
     lowered = study(prepared, work, *command, "--max-update", "4")  # past that cap already: starts again
     assert "transformer_1layer: training" in lowered.stdout and log.read_text().count("| training on ") == 1
     assert json.loads((out / "records" / "transformer_1layer.json").read_text())["updates"] == 4
+
+
+def test_carry_stops_the_runner_after_its_update_and_the_copy_resumes_there(prepared, tmp_path):
+    """--carry while the runner trains, between two of its 50-update intervals: the runner's fairseq-train saves
+    checkpoint_last.pt after its current update, validating nothing, and the runner exits without translating
+    or recording; on a machine without the run directory, the copy resumes at that update and finishes with
+    the validations and intervals of a run never stopped."""
+    schedule = shrunken_schedule(tmp_path / "schedule.args", max_update=100, max_tokens=512, warmup_updates=4,
+                                 validate_interval_updates=50, save_interval_updates=50, log_interval=1)
+    work, out = tmp_path / "runs", tmp_path / "out"
+    command = ["--converged", "--schedule", schedule, "--average-last", "2", "--out", out, "transformer_1layer"]
+    log = work / "transformer_1layer" / "train.log"
+    with subprocess.Popen(["bash", str(REPO / "scripts" / "study.sh"), "--data", str(prepared / "bin"),
+                           "--work", str(work), *map(str, command)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO) as runner:
+        deadline = time.monotonic() + 300
+        while not (log.is_file() and "| train_inner |" in log.read_text().split("node_experiments.yardstick")[-1]):
+            assert runner.poll() is None and time.monotonic() < deadline, "the runner did not start training"
+            time.sleep(0.2)
+        carried = study(prepared, work, "--carry", *command).stdout
+        stdout, stderr = runner.communicate(timeout=60)
+    assert runner.returncode == 0, stderr[-3000:]
+    assert "asked the runner (process " in carried
+    stopped_at = int(re.search(r"transformer_1layer: carried at update (\d+)", carried)[1])
+    assert 0 < stopped_at < 100
+    assert f"study: stopped as asked: transformer_1layer at update {stopped_at}, in its checkpoint_last.pt" in stdout
+    assert f"SIGUSR1: saved checkpoint_last.pt at update {stopped_at}; stopping (exit 75)" in log.read_text()
+    assert not (work / "transformer_1layer" / "study_result.json").exists() and not (out / "records").exists()
+
+    shutil.rmtree(work)  # a new machine
+    resumed = study(prepared, work, *command)
+    assert f"transformer_1layer: resuming at update {stopped_at} from {out / 'carry' / 'transformer_1layer'}" in resumed.stdout
+    record = json.loads((out / "records" / "transformer_1layer.json").read_text())
+    assert record["status"] == "update cap" and record["updates"] == 100
+    # No validation at the stop: only the schedule's, and the stop's session ends at the update it saved.
+    assert record["valid"]["updates"] == [50, 100] and [s["last_update"] for s in record["sessions"]] == [stopped_at, 100]
 
 
 def test_study_refuses_a_second_runner_and_bad_arguments(prepared, tmp_path):

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from collections import defaultdict
 
 import pytest
 
-from helpers import REPO, USER_DIR, run_cli, tiny_training_args
+from helpers import BIN, REPO, USER_DIR, cli_env, run_cli, tiny_training_args
 
 pytestmark = pytest.mark.slow  # fairseq subprocesses (the 'slow' marker: tests/conftest.py)
 
@@ -140,6 +141,41 @@ def test_resume_keeps_counting(reverse_data, tmp_path):
         assert [row[key] for row in after] == [row[key] for row in reference], key
     # The epoch average spans the updates before and after the restart.
     assert log_lines(resumed, "train")[-1]["nfe_dec_fwd"] == log_lines(straight, "train")[-1]["nfe_dec_fwd"]
+
+
+def test_sigusr1_saves_between_intervals_and_the_run_resumes_exactly(reverse_data, tmp_path):
+    """SIGUSR1 to a run that saves only every 100 updates: it saves checkpoint_last.pt after the update in
+    progress and exits 75, validating nothing and writing no interval checkpoint; resumed, it logs what the
+    run never stopped logs, update for update."""
+    flags = [*NODE, "--validate-interval", "1000", "--save-interval", "1000", "--save-interval-updates", "100",
+             "--validate-interval-updates", "100"]
+    straight = train(reverse_data, tmp_path / "straight", *flags, updates=40)
+    stopped_dir = tmp_path / "stopped"
+    with subprocess.Popen([str(BIN / "fairseq-train"), *map(str, train_args(reverse_data, stopped_dir, *flags,
+                                                                                updates=40))],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=cli_env()) as proc:
+        output = []
+        for line in proc.stdout:
+            if "| train_inner |" in line and not any("| train_inner |" in seen for seen in output):
+                proc.send_signal(signal.SIGUSR1)  # at its first logged update
+            output.append(line)
+        returncode = proc.wait(timeout=300)
+    output = "".join(output)
+    assert returncode == 75, output[-3000:]
+    saved = re.search(r"SIGUSR1: saved checkpoint_last.pt at update (\d+); stopping \(exit 75\)", output)
+    assert saved, output[-3000:]
+    stopped_at = int(saved[1])
+    assert 1 <= stopped_at < 40
+    assert "| valid |" not in output and sorted(p.name for p in stopped_dir.glob("*.pt")) == ["checkpoint_last.pt"]
+
+    resumed = train(reverse_data, stopped_dir, *flags, updates=40)
+    assert f"@ {stopped_at} updates)" in resumed.stdout + resumed.stderr
+    after = log_lines(resumed, "train_inner")
+    reference = log_lines(straight, "train_inner")[stopped_at:]
+    assert [row["num_updates"] for row in after] == [row["num_updates"] for row in reference]
+    for key in ("loss", "nfe_enc_fwd", "nfe_enc_bwd", "nfe_dec_fwd", "nfe_dec_bwd", "gnorm", "lr"):
+        assert [row[key] for row in after] == [row[key] for row in reference], key
+    assert log_lines(resumed, "valid")[-1]["loss"] == log_lines(straight, "valid")[-1]["loss"]
 
 
 def test_patience_counts_across_a_resume(reverse_data, tmp_path):

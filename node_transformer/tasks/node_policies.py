@@ -1,6 +1,7 @@
 """The NODE policies every task of this plugin owns (node_translation, node_masked_lm): NFE accounting in the
 progress lines and TensorBoard, the RNODE regularisers added to the training loss, what happens when a
-solve exceeds its step budget, and --patience's count kept across a resume. A task is fairseq's own
+solve exceeds its step budget, --patience's count kept across a resume, and the save on SIGUSR1 that lets a
+run stop between two intervals and resume exactly (node_transformer/preemption.py). A task is fairseq's own
 task with NODEPolicies first among its bases and its config with NODEPolicyConfig's fields."""
 import logging
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from fairseq.logging import metrics
 from omegaconf import II
 from odeint_ext import ODESolveError
 
-from .. import nfe, patience, regularisation
+from .. import nfe, patience, preemption, regularisation
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class NODEPolicies:
         self.total_skips = 0
         self.update_has_gradients = True
         patience.restore(patience.resumed_state(cfg))
+        preemption.install()
 
     # -- training -------------------------------------------------------------------------------
 
