@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ def install():
     which fairseq-train calls after every update, makes it. Elsewhere (generation, hub, tests) nothing."""
     train = sys.modules.get(TRAIN_MODULE)
     if train is None or getattr(train.validate_and_save, "saves_on_request", False):
+        return
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may take signals
         return
     signal.signal(SIGNAL, _request)
     train.validate_and_save = _saving_on_request(train.validate_and_save)
