@@ -5,16 +5,16 @@ fairseq counts the validations without improvement in attributes of ``fairseq_cl
 checkpoint_last.pt counts again from zero, against the first validation after the resume instead of the
 best one, and may train up to --patience validations longer than the same run left alone. The
 node_translation task saves both in every checkpoint's task state and puts them back when fairseq-train
-resumes, as fairseq itself puts back the best loss of ``checkpoint_best.pt``.
+resumes (node_transformer/resume.py), as fairseq itself puts back the best loss of ``checkpoint_best.pt``.
 """
 import logging
-import os
 import sys
 from typing import Optional
 
+from .resume import TRAIN_MODULE
+
 logger = logging.getLogger(__name__)
 
-TRAIN_MODULE = "fairseq_cli.train"  # where fairseq keeps the count; imported only by fairseq-train
 STATE_KEY = "patience"
 
 
@@ -29,20 +29,6 @@ def state() -> Optional[dict]:
     if getattr(counter, "best", None) is None:
         return None
     return {"best": float(counter.best), "validations_since_best": int(counter.num_runs)}
-
-
-def resumed_state(cfg) -> Optional[dict]:
-    """The count saved in the checkpoint fairseq-train is about to resume from, or None when it starts
-    afresh, resumes from another file (--restore-file) or resets its meters or optimizer (fairseq then
-    forgets the best loss too). ``cfg`` holds the task's copies of the checkpoint options."""
-    if _counter() is None or cfg.restore_file != "checkpoint_last.pt" or cfg.reset_meters or cfg.reset_optimizer:
-        return None
-    path = os.path.join(cfg.save_dir, "checkpoint_last.pt")
-    if not os.path.isfile(path):
-        return None
-    from fairseq import checkpoint_utils
-
-    return checkpoint_utils.load_checkpoint_to_cpu(path).get("task_state", {}).get(STATE_KEY)
 
 
 def restore(saved: Optional[dict]):

@@ -16,12 +16,12 @@ import signal
 import sys
 import threading
 
+from .resume import LAST_CHECKPOINT, TRAIN_MODULE
+
 logger = logging.getLogger(__name__)
 
-TRAIN_MODULE = "fairseq_cli.train"  # fairseq-train's loop; imported only by fairseq-train
 SIGNAL = signal.SIGUSR1  # as PyTorch Lightning's and submitit's requeue signals: a user signal, not a kill
 PREEMPTED_EXIT = 75  # sysexits' EX_TEMPFAIL: stopped, to be resumed
-LAST_CHECKPOINT = "checkpoint_last.pt"
 
 _requested = False
 

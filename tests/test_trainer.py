@@ -122,6 +122,19 @@ def test_consecutive_skips_stop_training(reverse_data, tmp_path):
     assert (tmp_path / "crash.pt").exists()
 
 
+def test_consecutive_skips_count_across_a_resume(reverse_data, tmp_path):
+    """Every batch is skipped: --node-max-consecutive-skips 3 stops at update 3, and a run cut after 2 updates
+    and resumed must stop there too (fairseq hands a resumed task none of its saved state: counted afresh,
+    it would stop at update 5)."""
+    flags = [*NODE, "--node-max-num-steps", "1", "--node-max-consecutive-skips", "3",
+             "--save-interval-updates", "1"]
+    train(reverse_data, tmp_path, *flags, updates=2)
+    resumed = train(reverse_data, tmp_path, *flags, updates=10, check=False)
+    assert resumed.returncode != 0
+    assert "resumed the solver-budget count: 2 batch(es) skipped, the last 2 in a row" in resumed.stdout + resumed.stderr
+    assert "3 consecutive batches exceeded the solver budget, last at update 3:" in resumed.stderr
+
+
 def test_bad_task_option_fails_before_training(reverse_data, tmp_path):
     proc = train(reverse_data, tmp_path, *NODE, "--node-max-consecutive-skips", "0", check=False)
     assert proc.returncode != 0 and "--node-max-consecutive-skips" in proc.stderr

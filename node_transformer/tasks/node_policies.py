@@ -1,6 +1,6 @@
 """The NODE policies every task of this plugin owns (node_translation, node_masked_lm): NFE accounting in the
 progress lines and TensorBoard, the RNODE regularisers added to the training loss, what happens when a
-solve exceeds its step budget, --patience's count kept across a resume, and the save on SIGUSR1 that lets a
+solve exceeds its step budget, the counts of skips and of --patience kept across a resume, and the save on SIGUSR1 that lets a
 run stop between two intervals and resume exactly (node_transformer/preemption.py). A task is fairseq's own
 task with NODEPolicies first among its bases and its config with NODEPolicyConfig's fields."""
 import logging
@@ -11,9 +11,11 @@ from fairseq.logging import metrics
 from omegaconf import II
 from odeint_ext import ODESolveError
 
-from .. import nfe, patience, preemption, regularisation
+from .. import nfe, patience, preemption, regularisation, resume
 
 logger = logging.getLogger(__name__)
+
+BUDGET_STATE_KEY = "node_budget"  # the skip counts in a checkpoint's task state
 
 
 class NODETrainingStopped(Exception):
@@ -34,7 +36,7 @@ class NODEPolicyConfig(FairseqDataclass):
         metadata={"help": "stop training (saving crash.pt) after this many consecutive skipped batches: "
                           "dynamics that blew up should not burn hours silently"},
     )
-    # fairseq's checkpoint options, read to resume --patience's count (node_transformer/patience.py)
+    # fairseq's checkpoint options, read to resume the counts of skips and of --patience (node_transformer/resume.py)
     save_dir: str = II("checkpoint.save_dir")
     restore_file: str = II("checkpoint.restore_file")
     reset_meters: bool = II("checkpoint.reset_meters")
@@ -53,10 +55,13 @@ class NODEPolicies:
             raise ValueError(
                 f"--node-max-consecutive-skips must be >= 1, got {cfg.node_max_consecutive_skips}"
             )
-        self.consecutive_skips = 0
-        self.total_skips = 0
         self.update_has_gradients = True
-        patience.restore(patience.resumed_state(cfg))
+        resumed = resume.resumed_task_state(cfg)
+        self._restore_budget_count(resumed.get(BUDGET_STATE_KEY))
+        if resumed.get(BUDGET_STATE_KEY):
+            logger.info(f"resumed the solver-budget count: {self.total_skips} batch(es) skipped, "
+                        f"the last {self.consecutive_skips} in a row")
+        patience.restore(resumed.get(patience.STATE_KEY))
         preemption.install()
 
     # -- training -------------------------------------------------------------------------------
@@ -122,14 +127,17 @@ class NODEPolicies:
     # -- checkpoints ------------------------------------------------------------------------------
 
     def state_dict(self):
-        return {**super().state_dict(), "node_budget": {"total_skips": self.total_skips,
-                                                         "consecutive_skips": self.consecutive_skips},
+        return {**super().state_dict(), BUDGET_STATE_KEY: {"total_skips": self.total_skips,
+                                                           "consecutive_skips": self.consecutive_skips},
                 patience.STATE_KEY: patience.state()}
 
     def load_state_dict(self, state_dict):
         state_dict = dict(state_dict)
-        budget = state_dict.pop("node_budget", {})
+        self._restore_budget_count(state_dict.pop(BUDGET_STATE_KEY, None))
         state_dict.pop(patience.STATE_KEY, None)  # restored when training resumes, not when loading a model
-        self.total_skips = budget.get("total_skips", 0)
-        self.consecutive_skips = budget.get("consecutive_skips", 0)
         super().load_state_dict(state_dict)
+
+    def _restore_budget_count(self, saved):
+        saved = saved or {}
+        self.total_skips = saved.get("total_skips", 0)
+        self.consecutive_skips = saved.get("consecutive_skips", 0)
