@@ -190,7 +190,7 @@ class RunDir:
         + 10 tokens long (length_bound.py; EXTRA_FLAGS come after and replace it), then scored
         (node_experiments.scoring) into results.json. fairseq-generate's log goes to gen/generate.log."""
         from .scoring import score
-        from .training_log import translation_speeds
+        from .training_log import last_error, translation_speeds
 
         checkpoint = self.checkpoint(checkpoint)
         if not checkpoint.is_file():
@@ -211,7 +211,10 @@ class RunDir:
             log_lines.append(proc.stderr)
             self.generate_log.write_text("".join(log_lines))
             if proc.returncode != 0:
-                raise TranslationError(f"translating {subset} with {checkpoint} failed; see {self.generate_log}")
+                # the cause goes into the record: the log stays behind with the run directory
+                cause = last_error(proc.stderr) or f"fairseq-generate exited with {proc.returncode}"
+                raise TranslationError(f"translating {subset} with {checkpoint.name} failed: {cause} "
+                                       f"(log: {self.generate_log})")
         scores = score(self, Path(data).parent / "raw", subsets)
         self.scores_file.write_text(json.dumps(scores, indent=1) + "\n")
         speeds = translation_speeds("".join(log_lines))

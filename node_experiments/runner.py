@@ -24,7 +24,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -39,7 +38,7 @@ from .length_bound import FLAGS as TRANSLATION_FLAGS
 from .run_dir import RunDir, TranslationError
 from .study_record import StudyRecord, record_from_log
 from .study_record import write as write_record
-from .training_log import Training, best_point, last_common_validation, last_session
+from .training_log import EARLY_STOP_LINE, Training, best_point, last_common_validation, last_error, last_session
 
 RESULT_FILE = "study_result.json"  # in a run directory: the runner's result of it
 STARTED_FILE = "study_started_as"  # the fingerprint a run was started with: only such a run is resumed
@@ -49,8 +48,6 @@ LOCK_FILE = ".study.lock"
 STOP_SIGNAL = signal.SIGUSR1
 CAP_FLAG = "--max-update"
 TRAINED_LINE = "fairseq_cli.train | done training in "
-EARLY_STOP_LINE = "early stop since valid performance hasn't improved"  # fairseq's --patience
-STOP_LINE = re.compile(r"\b\w*(?:Error|Stopped|Exception|error)\b: .*")
 LOG_FLAGS = ["--log-format", "simple", "--log-interval", "50"]
 
 
@@ -198,11 +195,7 @@ def update_cap(flags) -> int:
 
 def stop_reason(log_text) -> str:
     """The error that ended a training run, from the last lines of its log."""
-    for line in reversed(log_text.splitlines()[-200:]):
-        match = STOP_LINE.search(line)
-        if match:
-            return match[0][:300]
-    return "training exited with an error"
+    return last_error(log_text) or "training exited with an error"
 
 
 def _updates(run: RunDir) -> int:

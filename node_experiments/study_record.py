@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .experiment_config import flag_value
-from .training_log import (BUDGET_SKIPS_KEY, GNORM_KEY, NFE_KEYS, REGULARISER_KEYS, SESSION_LINE, best_point, inner_rows,
-                           training_so_far)
+from .training_log import (BUDGET_SKIPS_KEY, EARLY_STOP_LINE, GNORM_KEY, NFE_KEYS, REGULARISER_KEYS, SESSION_LINE,
+                           best_point, inner_rows, training_so_far)
 from .yardstick import seconds_in as yardstick_seconds
 
-EARLY_STOP_LINE = "early stop since valid performance hasn't improved"
 TEST_SETS = ("test2016_flickr", "test2017_flickr", "test2017_mscoco")  # scripts/score.py's names
 SKIP_AT = re.compile(r"skipping batch at update (\d+)")
 TRAIN_COLUMNS = ("loss", "nll_loss", "lr", GNORM_KEY, *NFE_KEYS, *REGULARISER_KEYS, BUDGET_SKIPS_KEY)
@@ -139,9 +138,12 @@ class StudyRecord:
                       "sessions": [Session(**session) for session in data.get("sessions", [])]})
 
 
+STOPPED = "stopped"  # a record's status "stopped: REASON"
+
+
 def status_of(log_text, stopped):
     if stopped:
-        return f"stopped: {stopped}"
+        return f"{STOPPED}: {stopped}"
     if EARLY_STOP_LINE in log_text:
         return "plateau"
     if "done training in " in log_text:
@@ -230,7 +232,7 @@ def table_columns_and_rows(records):
                for direction in ("fwd", "bwd")}
         speed = scores[0].get("sentences_per_second") if scores[0] else None
         rows.append([
-            r.experiment, r.gradient, r.status, r.updates, best, f"{equal:.3f}" if equal is not None else "-",
+            r.experiment, r.gradient, STOPPED if r.status.startswith(f"{STOPPED}:") else r.status, r.updates, best, f"{equal:.3f}" if equal is not None else "-",
             f"{r.seconds_per_update:.2f}" if r.seconds_per_update else "-", nfe["fwd"] or "-", nfe["bwd"] or "-",
             len(r.budget_skips),
             " / ".join(f"{score['tokenized_bleu']:.2f}" if score else "-" for score in scores),
@@ -239,8 +241,15 @@ def table_columns_and_rows(records):
     return header, rows
 
 
+def stop_reasons(records) -> str:
+    """Why each stopped run stopped, a Markdown list to go under the table (its status cell says 'stopped')."""
+    return "\n".join(f"- {r.experiment} {r.status}" for r in records if r.status.startswith(f"{STOPPED}:"))
+
+
 def results_table(records) -> str:
     """The results table of RECORDS in Markdown (the notebook's; scripts/study.sh adds the machine and notes)."""
     header, rows = table_columns_and_rows(records)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]) + "\n"
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    reasons = stop_reasons(records)
+    return "\n".join(lines + (["", reasons] if reasons else [])) + "\n"

@@ -12,12 +12,26 @@ SESSION_LINE = re.compile(r"fairseq_cli\.train \| training on ")  # once per fai
 TRAIN_INNER = re.compile(r"train_inner \| (.*)")
 DONE_LINE = re.compile(r"done training in ([\d.]+) seconds")
 SKIP_LINE = re.compile(r"skipping batch at update \d+")
+EARLY_STOP_LINE = "early stop since valid performance hasn't improved"  # fairseq's --patience
+ERROR_LINE = re.compile(r"\b\w*(?:Error|Stopped|Exception|error)\b: .*")  # what a Python traceback ends on
+ERROR_CHARACTERS = 300  # an error quoted in a record or table: its first line, at most this long
 TRANSLATED = re.compile(r"Translated ([\d,]+) sentences .* in ([\d.]+)s \(([\d.]+) sentences/s")
 NFE_KEYS = ("nfe_enc_fwd", "nfe_enc_bwd", "nfe_dec_fwd", "nfe_dec_bwd")
 REGULARISER_KEYS = ("node_kinetic_enc", "node_jacobian_enc", "node_kinetic_dec", "node_jacobian_dec")
 BUDGET_SKIPS_KEY = "node_budget_skips"  # the batches skipped over the step budget in a logged interval
 GNORM_KEY = "gnorm"  # fairseq's gradient norm before --clip-norm clips it, logged by every training
 _STAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def last_error(text) -> Optional[str]:
+    """The error a fairseq command's log (or stderr) ends on, from its last 200 lines, or None; at most
+    ERROR_CHARACTERS long, a cut one ending in '...'."""
+    for line in reversed(text.splitlines()[-200:]):
+        match = ERROR_LINE.search(line)
+        if match:
+            error = match[0]
+            return error if len(error) <= ERROR_CHARACTERS else error[:ERROR_CHARACTERS - 3] + "..."
+    return None
 
 
 _NUMBER = r"-?(?:[\d.]+(?:[eE][-+]?\d+)?|inf|nan)"

@@ -242,7 +242,7 @@ def write_converged_report(records, out):
     from node_experiments import study_conclusions
     from node_experiments.report import Table, publish
     from node_experiments.plot import plot_scalars
-    from node_experiments.study_record import as_scalars, table_columns_and_rows
+    from node_experiments.study_record import as_scalars, stop_reasons, table_columns_and_rows
 
     table = Table(
         "study", "The study at convergence: one schedule, each run to its plateau or update cap, Multi30k EN-DE",
@@ -254,7 +254,8 @@ def write_converged_report(records, out):
              "fairseq's --patience; update cap: --max-update). s/update is the median over the logged "
              "intervals of fairseq's own updates per second, so the stretches a run spent suspended or beside "
              "other work drop out. NFE are train_inner means over 50 updates. BLEU with beam 5 from the "
-             "average of the last interval checkpoints, translations at most 1.2 x source + 10 tokens long.",
+             "average of the last interval checkpoints, translations at most 1.2 x source + 10 tokens long."
+             + (f"\n\n{reasons}" if (reasons := stop_reasons(records)) else ""),
         machine="; ".join(sorted({r.machine for r in records if r.machine})) or "not recorded")
     publish(table, out)
     by_name = {r.experiment: r for r in records}

@@ -8,7 +8,8 @@ import pytest
 
 from helpers import REPO, study_script
 from node_experiments import study_record
-from node_experiments.study_record import EARLY_STOP_LINE, StudyRecord, as_scalars, read_all, record_from_log
+from node_experiments.study_record import StudyRecord, as_scalars, read_all, record_from_log
+from node_experiments.training_log import EARLY_STOP_LINE
 from test_training_log import SESSION
 
 DONE = "2026-11-25 10:02:03 | INFO | fairseq_cli.train | done training in 122 seconds\n"
@@ -102,8 +103,9 @@ def test_the_report_draws_a_sections_figures_over_in_place_and_drops_the_rest(tm
 
 def test_the_report_rebuilds_table_and_figures_from_records_alone(tmp_path):
     node = record_from_log("node_x", NODE_FLAGS, resumed_log(DONE), SCORES, machine="cpu A")
+    reason = "NODETrainingStopped: 10 consecutive batches exceeded the solver budget, last at update 200"
     classic = record_from_log("classic_y", ["--arch", "transformer"], resumed_log(DONE).replace("nfe_dec_", "x_"),
-                              {}, machine="cpu A")
+                              {}, stopped=reason, machine="cpu A")
     for record in (node, classic):
         study_record.write(record, tmp_path / "records")
     assert read_all(tmp_path / "records") == {"classic_y": classic, "node_x": node}
@@ -121,7 +123,8 @@ def test_the_report_rebuilds_table_and_figures_from_records_alone(tmp_path):
     assert cells[:9] == ["node_x", "backprop", "update cap", "200", "6.500 (160)", "6.500", f"{1 / 0.425:.2f}",
                          "dec 14→18", "dec 20→20"]
     assert cells[9:] == ["2", "38.50 / 31.00 / -", "37.25 / 30.50 / -", "12.5"]
-    assert "| classic_y | - | update cap |" in table
+    assert "| classic_y | - | stopped | 200 |" in table  # and why, under the table:
+    assert table.split("\n\n")[-1] == f"- classic_y stopped: {reason}\n"
     for figure in ("loss", "best_valid_loss_vs_updates", "best_valid_loss_vs_hours", "nfe", "regularisers"):
         assert (tmp_path / "figures" / f"{figure}.png").stat().st_size > 0
 

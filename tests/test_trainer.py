@@ -293,3 +293,19 @@ def test_generate_reports_nfe_per_sentence(reverse_data, tmp_path):
     assert match, last
     encoder, decoder, solves = map(float, match.groups())
     assert encoder >= 2 and decoder >= 2 * solves >= 2
+
+
+def test_a_failed_translation_names_its_cause(reverse_data, tmp_path):
+    """A study run's translation over the solver's budget fails with the error fairseq-generate ended on: the
+    record keeps the cause, while the log stays behind with the run directory."""
+    from node_experiments.run_dir import RunDir, TranslationError
+
+    run = RunDir(tmp_path / "run")
+    train(reverse_data, run.checkpoints, *NODE, updates=1)
+    with pytest.raises(TranslationError) as failed:
+        run.translate(reverse_data, "checkpoint_last.pt", subsets=("test",),
+                      extra_flags=("--model-overrides", "{'node_max_num_steps': 1}"))
+    assert str(failed.value).startswith(
+        "translating test with checkpoint_last.pt failed: RuntimeError: generation stopped: step budget "
+        "max_num_steps=1 exceeded (encoder forward solve reached t=")
+    assert str(run.generate_log) in str(failed.value)
