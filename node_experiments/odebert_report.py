@@ -85,7 +85,7 @@ def table(settings: Settings, records: Dict[str, StudyRecord]) -> Table:
         if record is None:
             rows.append([name, "no record"] + ["-"] * 7)
             continue
-        stopped = f" ({record.status})" if record.status.startswith("stopped") else ""
+        stopped = f" ({record.status})" if record.stopped else ""
         accuracy = last_value(tuned, "accuracy") if tuned else None
         rows.append([name + stopped, record.updates, _number(record.seconds_per_update, 2),
                      _number(value_at(record, "loss", at_update), 3), _number(last_value(record, "loss"), 3),

@@ -233,10 +233,10 @@ def _refines_forever(records, c):
     # a stop's reason is long (the solve's error and advice after the first "; "): its first clause says enough
     c.evidence = "; ".join(
         [f"{r.experiment} ({_gradient_text(r)}): {len(r.budget_skips)} batches over the step budget in {r.updates} "
-         f"updates" + (f", {r.status.split('; ')[0]}" if r.status.startswith("stopped") else "") for r in runs]
+         f"updates" + (f", {r.status.split('; ')[0]}" if r.stopped else "") for r in runs]
         + ([f"no record of {', '.join(missing)} yet"] if missing else []))
     # a run stopped by its solves' budget (NODETrainingStopped), not by a NaN or a crash
-    if any(r.budget_skips or (r.status.startswith("stopped") and "budget" in r.status) for r in runs):
+    if any(r.budget_skips or (r.stopped and "budget" in r.status) for r in runs):
         c.verdict = REPRODUCED  # one run that went over decides it, whatever the others do
     elif missing:
         c.partial = bool(runs)

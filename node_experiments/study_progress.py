@@ -22,7 +22,7 @@ from typing import List, Optional
 
 from .experiment_config import flag_value
 from .runner import LOCK_FILE, STOP_SIGNAL, Experiment, Runner
-from .study_record import StudyRecord, clean_seconds_per_update
+from .study_record import STOPPED, StudyRecord, clean_seconds_per_update
 from .training_log import Training, best_point
 
 FINISHED, TRANSLATING, UNFINISHED = "finished", "translating", "unfinished"
@@ -78,7 +78,7 @@ def progress(runner: Runner, experiment: Experiment) -> Progress:
     how, least, most = "", 0, 0
     if result is not None:
         state = FINISHED
-        how = result.stopped or ("plateau" if runner.plateaued(run) else "update cap")
+        how = STOPPED if result.stopped else ("plateau" if runner.plateaued(run) else "update cap")
     elif resumes and runner.trained(run, key, cap):
         state = TRANSLATING
     else:
@@ -107,7 +107,7 @@ def recorded_progress(record: StudyRecord, cap) -> Progress:
     """A run finished on another machine, as its committed record tells it."""
     since_best = sum(update > record.best_at_update for update in record.valid.updates) if record.best_at_update else 0
     return Progress(
-        experiment=record.experiment, state=FINISHED, how=f"{record.status} (recorded)", updates=record.updates,
+        experiment=record.experiment, state=FINISHED, how=f"{record.short_status} (recorded)", updates=record.updates,
         cap=cap, best_valid_loss=record.best_valid_loss, best_at_update=record.best_at_update,
         validations_since_best=since_best, seconds_per_update=record.seconds_per_update,
         recent_seconds_per_update=record.seconds_per_update, least_updates_left=0, most_updates_left=0)

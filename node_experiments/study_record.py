@@ -19,6 +19,7 @@ from .training_log import (BUDGET_SKIPS_KEY, EARLY_STOP_LINE, GNORM_KEY, NFE_KEY
                            best_point, inner_rows, training_so_far)
 from .yardstick import seconds_in as yardstick_seconds
 
+STOPPED = "stopped"  # a record's status "stopped: REASON"
 TEST_SETS = ("test2016_flickr", "test2017_flickr", "test2017_mscoco")  # scripts/score.py's names
 SKIP_AT = re.compile(r"skipping batch at update (\d+)")
 TRAIN_COLUMNS = ("loss", "nll_loss", "lr", GNORM_KEY, *NFE_KEYS, *REGULARISER_KEYS, BUDGET_SKIPS_KEY)
@@ -121,6 +122,15 @@ class StudyRecord:
             return "-"
         return flag_value(self.flags, "--node-gradient", "adjoint")
 
+    @property
+    def stopped(self) -> bool:
+        return self.status.startswith(f"{STOPPED}:")
+
+    @property
+    def short_status(self) -> str:
+        """The status for a table cell: "stopped" without its reason (stop_reasons lists those)."""
+        return STOPPED if self.stopped else self.status
+
     def finished_as(self, fingerprint, cap) -> bool:
         """Whether this is the record of a run of FINGERPRINT that finished training: on its plateau, on the
         update cap CAP, or on an error that stopped it (a result too)."""
@@ -136,9 +146,6 @@ class StudyRecord:
         data = json.loads(text)
         return cls(**{**data, "train": Curves(**data["train"]), "valid": Curves(**data["valid"]),
                       "sessions": [Session(**session) for session in data.get("sessions", [])]})
-
-
-STOPPED = "stopped"  # a record's status "stopped: REASON"
 
 
 def status_of(log_text, stopped):
@@ -232,7 +239,7 @@ def table_columns_and_rows(records):
                for direction in ("fwd", "bwd")}
         speed = scores[0].get("sentences_per_second") if scores[0] else None
         rows.append([
-            r.experiment, r.gradient, STOPPED if r.status.startswith(f"{STOPPED}:") else r.status, r.updates, best, f"{equal:.3f}" if equal is not None else "-",
+            r.experiment, r.gradient, r.short_status, r.updates, best, f"{equal:.3f}" if equal is not None else "-",
             f"{r.seconds_per_update:.2f}" if r.seconds_per_update else "-", nfe["fwd"] or "-", nfe["bwd"] or "-",
             len(r.budget_skips),
             " / ".join(f"{score['tokenized_bleu']:.2f}" if score else "-" for score in scores),
@@ -243,7 +250,7 @@ def table_columns_and_rows(records):
 
 def stop_reasons(records) -> str:
     """Why each stopped run stopped, a Markdown list to go under the table (its status cell says 'stopped')."""
-    return "\n".join(f"- {r.experiment} {r.status}" for r in records if r.status.startswith(f"{STOPPED}:"))
+    return "\n".join(f"- {r.experiment} {r.status}" for r in records if r.stopped)
 
 
 def results_table(records) -> str:

@@ -39,7 +39,7 @@ def log(valid_losses, updates, *, seconds_per_update=2.0, plateau=False, pace=No
     return "\n".join(lines) + "\n"
 
 
-def lay_out(runner, experiment, log_text, *, started_as=None, result=False):
+def lay_out(runner, experiment, log_text, *, started_as=None, result=False, stopped=None):
     run = runner.run_dir(experiment)
     run.path.mkdir(parents=True)
     run.train_log.write_text(log_text)
@@ -48,7 +48,7 @@ def lay_out(runner, experiment, log_text, *, started_as=None, result=False):
     if result:
         done = RunResult(experiment.name, updates=1400, train_seconds=100.0, seconds_per_update=2.0,
                          best_valid_loss=4.0, best_at_update=400, best_at_minutes=1.0, curve=[], nfe={},
-                         budget_skips=0, fingerprint=key, max_update=8000)
+                         budget_skips=0, fingerprint=key, max_update=8000, stopped=stopped)
         (run.path / RESULT_FILE).write_text(done.to_json())
 
 
@@ -57,7 +57,8 @@ def test_progress_of_each_kind_of_run(tmp_path):
     plan = {name: Experiment.from_config(name, cap) for name, cap in (
         ("transformer_1layer", None), ("node_layer_euler_t2", None), ("node_separated_aug1", None),
         ("demo_kinetic", 3000), ("node_decoder_aug1", 3000), ("transformer_tiny", None),
-        ("transformer_1layer_prenorm_dec", None), ("node_full_aug1", 2000), ("node_full_tol1e-3", 2000))}
+        ("transformer_1layer_prenorm_dec", None), ("node_full_aug1", 2000), ("node_full_tol1e-3", 2000),
+        ("node_full_tol1e-2", None))}
     lay_out(runner, plan["transformer_1layer"], log([5.0, 4.0, 4.5, 4.5, 4.5, 4.5, 4.5], 1400, plateau=True),
             result=True)
     # Best at update 400, two validations without improvement since, 50 updates past the last one.
@@ -68,6 +69,8 @@ def test_progress_of_each_kind_of_run(tmp_path):
     lay_out(runner, plan["node_decoder_aug1"], log([], 0))  # started by the runner, no update logged yet
     lay_out(runner, plan["transformer_1layer_prenorm_dec"], log([5.0, 4.5], 450, plateau=True))  # translating
     lay_out(runner, plan["node_full_aug1"], log([5.0] * 12, 2400))  # trained under a higher cap than now
+    lay_out(runner, plan["node_full_tol1e-2"], log([5.0, 4.8], 450), result=True,
+            stopped="NODETrainingStopped: 10 consecutive batches exceeded the solver budget, last at update 457")
     by_name = {name: study_progress.progress(runner, experiment) for name, experiment in plan.items()}
 
     def left(name):
@@ -98,6 +101,7 @@ def test_progress_of_each_kind_of_run(tmp_path):
     table = study_progress.markdown(list(by_name.values()), tmp_path, active=False)
     assert "| node_layer_euler_t2 | unfinished | 850 / 8000 | 4.000 (400) | 2 | 1.50 (1.50) | 550 - 7150 | 3.0 |" in table
     assert "| transformer_1layer | finished: plateau | 1400 / 8000 |" in table
+    assert "| node_full_tol1e-2 | finished: stopped | 450 / 8000 |" in table  # why: in its record and study.md
     assert "| node_full_aug1 | starts again: past a lowered cap | 0 / 2000 |" in table
     assert f"No runner is using {tmp_path}. At most {(7150 * 1.5 + 150 * 3.0) / 3600:.1f} h left" in table
     assert table.endswith("not yet measured: node_separated_aug1, node_decoder_aug1, transformer_tiny, "
@@ -129,7 +133,7 @@ def test_progress_on_the_command_line(tmp_path):
     # A new machine: the runs the repository's records finished are finished with today's flags.
     fresh = script("study.sh", "--progress", "--work", tmp_path / "new-machine").stdout
     records = read_all(study_script().CONVERGED_OUT / "records")
-    assert records and all(f"| {name} | finished: {r.status} (recorded) | {r.updates} / " in fresh
+    assert records and all(f"| {name} | finished: {r.short_status} (recorded) | {r.updates} / " in fresh
                            for name, r in records.items())
     refused = script("study.sh", "--minutes", "1", "--progress", "--work", tmp_path, check=False)
     assert refused.returncode == 2 and "--progress" in refused.stderr
