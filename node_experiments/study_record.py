@@ -16,7 +16,7 @@ from typing import Dict, List, Optional
 
 from .experiment_config import flag_value
 from .training_log import (BUDGET_SKIPS_KEY, EARLY_STOP_LINE, GNORM_KEY, NFE_KEYS, REGULARISER_KEYS, SESSION_LINE,
-                           best_point, inner_rows, training_so_far)
+                           best_point, final_timeline, inner_rows, training_so_far)
 from .yardstick import seconds_in as yardstick_seconds
 
 STOPPED = "stopped"  # a record's status "stopped: REASON"
@@ -167,7 +167,8 @@ def clean_seconds_per_update(inner):
 def record_from_log(experiment, flags, log_text, translation, stopped=None, final_model="", machine="",
                     fingerprint="") -> StudyRecord:
     """The record of a run from its train.log (appended to by every resumed session) and the scores of its
-    final model."""
+    final model. Updates a later session trained again are read from it alone (final_timeline)."""
+    log_text = final_timeline(log_text)
     training = training_so_far(log_text)
     valid_rows = [dict(values, num_updates=point.updates) for values, point in zip(training.valid, training.curve)]
     best = best_point(training.curve)

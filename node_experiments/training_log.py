@@ -9,6 +9,8 @@ TIMESTAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)"
 VALID_LINE = re.compile(TIMESTAMP + r".*valid on 'valid' subset \| loss ([\d.]+) .*\| num_updates (\d+)")
 START_LINE = re.compile(TIMESTAMP + r".*(?:begin training|Start iterating over samples)")
 SESSION_LINE = re.compile(r"fairseq_cli\.train \| training on ")  # once per fairseq-train invocation
+LOADED_LINE = re.compile(r"Loaded checkpoint .* \(epoch \d+ @ (\d+) updates\)")  # where a session resumed
+UPDATE_OF_LINE = re.compile(r"num_updates[= ](\d+)|skipping batch at update (\d+)")  # the update a line logs
 TRAIN_INNER = re.compile(r"train_inner \| (.*)")
 DONE_LINE = re.compile(r"done training in ([\d.]+) seconds")
 SKIP_LINE = re.compile(r"skipping batch at update \d+")
@@ -21,6 +23,28 @@ REGULARISER_KEYS = ("node_kinetic_enc", "node_jacobian_enc", "node_kinetic_dec",
 BUDGET_SKIPS_KEY = "node_budget_skips"  # the batches skipped over the step budget in a logged interval
 GNORM_KEY = "gnorm"  # fairseq's gradient norm before --clip-norm clips it, logged by every training
 _STAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def final_timeline(log_text) -> str:
+    """A log appended to by resumed sessions, as the run's final timeline. A session that resumed from a
+    checkpoint older than what the sessions before it logged (their later updates lost with their machine)
+    trains those updates again: what the earlier sessions logged past that checkpoint (progress lines,
+    validations, skipped batches) is dropped, and every other line kept."""
+    lines = log_text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if SESSION_LINE.search(line)]
+    sessions = [lines[first:end] for first, end in zip([0] + starts, starts + [len(lines)])]
+    kept, ceiling = [], float("inf")  # ceiling: the oldest checkpoint a later session resumed from
+    for session in reversed(sessions):
+        kept.append([line for line in session if _update_of(line) is None or _update_of(line) <= ceiling])
+        resumed = [int(match[1]) for match in map(LOADED_LINE.search, session) if match]
+        if resumed:
+            ceiling = min(ceiling, resumed[0])
+    return "".join(line for session in reversed(kept) for line in session)
+
+
+def _update_of(line) -> Optional[int]:
+    match = UPDATE_OF_LINE.search(line)
+    return int(match[1] or match[2]) if match else None
 
 
 def last_error(text) -> Optional[str]:
@@ -86,7 +110,8 @@ def read_training(log_text) -> Training:
 
     A log appended to by resumed sessions counts each session's time once: a session lasts until its
     "done training" line or, if it was cut off, its last time stamp, and the curve's seconds go on from
-    the sessions before."""
+    the sessions before. Updates a later session trained again are read from it alone (final_timeline)."""
+    log_text = final_timeline(log_text)
     lines = log_text.splitlines()
     boundaries = [i for i, line in enumerate(lines) if SESSION_LINE.search(line)] or [0]
     curve, elapsed, trained = [], 0.0, False

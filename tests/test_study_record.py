@@ -50,6 +50,28 @@ def test_a_resumed_run_makes_one_record_with_its_curves_and_clean_speed():
     assert [point[0] for point in scalars["train_inner"]["loss"]] == [50, 100, 200]
 
 
+def test_updates_a_later_session_trained_again_are_read_from_it_alone():
+    """A third session resumed from the checkpoint of update 100 again (the second's machine was lost with
+    its checkpoints): what the second logged past update 100 (progress, a validation, a skipped batch) is
+    not in the record; its update 100, from the same checkpoint, is."""
+    def resumed_from(update, session):
+        first, rest = session.split("\n", 1)
+        return (f"{first}\n{first[:19]} | INFO | fairseq.trainer | Loaded checkpoint /run/checkpoints/checkpoint_last.pt "
+                f"(epoch 2 @ {update} updates) (0 seconds)\n{rest}")
+
+    third = SESSION.format(day="2026-11-26", skip=120, nfe_first=30, nfe_last=31, inner=120, valid=140, loss=6.9,
+                           last=150)
+    log = resumed_log().split("2026-11-25 10:00:00", 1)
+    log = log[0] + resumed_from(100, "2026-11-25 10:00:00" + log[1]) + resumed_from(100, third)
+    record = record_from_log("node_x", NODE_FLAGS, log, {})
+    assert record.updates == 150 and record.budget_skips == [7, 120]
+    assert record.valid.column("loss") == ([60, 140], [7.5, 6.9])
+    assert record.train.column("nfe_dec_fwd") == ([50, 100, 120, 150], [14.0, 16.0, 30.0, 31.0])
+    assert [session.last_update for session in record.sessions] == [100, 100, 150]
+    # without the third session the second one's updates stand
+    assert record_from_log("node_x", NODE_FLAGS, resumed_log(), {}).budget_skips == [7, 130]
+
+
 @pytest.mark.parametrize("tail, stopped, status", [
     (f"2026-11-25 10:02:02 | INFO | fairseq_cli.train | {EARLY_STOP_LINE} for last 5 runs\n" + DONE, None, "plateau"),
     ("", None, "training"),
