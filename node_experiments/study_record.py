@@ -8,7 +8,6 @@ update, where it stopped and why, and the translations of its final model. Plain
 reading a record imports neither torch nor fairseq.
 """
 import json
-import re
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,12 +15,11 @@ from typing import Dict, List, Optional
 
 from .experiment_config import flag_value
 from .training_log import (BUDGET_SKIPS_KEY, EARLY_STOP_LINE, GNORM_KEY, NFE_KEYS, REGULARISER_KEYS, SESSION_LINE,
-                           best_point, final_timeline, inner_rows, training_so_far)
+                           SKIP_LINE, best_point, final_timeline, inner_rows, training_so_far)
 from .yardstick import seconds_in as yardstick_seconds
 
 STOPPED = "stopped"  # a record's status "stopped: REASON"
 TEST_SETS = ("test2016_flickr", "test2017_flickr", "test2017_mscoco")  # scripts/score.py's names
-SKIP_AT = re.compile(r"skipping batch at update (\d+)")
 TRAIN_COLUMNS = ("loss", "nll_loss", "lr", GNORM_KEY, *NFE_KEYS, *REGULARISER_KEYS, BUDGET_SKIPS_KEY)
 VALID_COLUMNS = ("loss", "nll_loss", "accuracy", *NFE_KEYS)  # accuracy: sentence prediction
 
@@ -178,7 +176,7 @@ def record_from_log(experiment, flags, log_text, translation, stopped=None, fina
         best_at_update=best.updates if best else None, seconds_per_update=clean_seconds_per_update(training.inner),
         train_hours=training.train_seconds / 3600,
         train=Curves.from_rows(training.inner, TRAIN_COLUMNS), valid=Curves.from_rows(valid_rows, VALID_COLUMNS),
-        budget_skips=sorted({int(u) for u in SKIP_AT.findall(log_text)}), translation=translation,
+        budget_skips=sorted({int(u) for u in SKIP_LINE.findall(log_text)}), translation=translation,
         final_model=final_model, machine=machine, fingerprint=fingerprint, sessions=sessions_of(log_text),
     )
 

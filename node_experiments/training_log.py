@@ -10,10 +10,10 @@ VALID_LINE = re.compile(TIMESTAMP + r".*valid on 'valid' subset \| loss ([\d.]+)
 START_LINE = re.compile(TIMESTAMP + r".*(?:begin training|Start iterating over samples)")
 SESSION_LINE = re.compile(r"fairseq_cli\.train \| training on ")  # once per fairseq-train invocation
 LOADED_LINE = re.compile(r"Loaded checkpoint .* \(epoch \d+ @ (\d+) updates\)")  # where a session resumed
-UPDATE_OF_LINE = re.compile(r"num_updates[= ](\d+)|skipping batch at update (\d+)")  # the update a line logs
 TRAIN_INNER = re.compile(r"train_inner \| (.*)")
 DONE_LINE = re.compile(r"done training in ([\d.]+) seconds")
-SKIP_LINE = re.compile(r"skipping batch at update \d+")
+SKIP_LINE = re.compile(r"skipping batch at update (\d+)")  # node_policies' warning for a skipped batch
+UPDATE_OF_LINE = re.compile(rf"num_updates[= ](\d+)|{SKIP_LINE.pattern}")  # the update a line logs
 EARLY_STOP_LINE = "early stop since valid performance hasn't improved"  # fairseq's --patience
 ERROR_LINE = re.compile(r"\b\w*(?:Error|Stopped|Exception|error)\b: .*")  # what a Python traceback ends on
 ERROR_CHARACTERS = 300  # an error quoted in a record or table: its first line, at most this long
@@ -35,7 +35,7 @@ def final_timeline(log_text) -> str:
     sessions = [lines[first:end] for first, end in zip([0] + starts, starts + [len(lines)])]
     kept, ceiling = [], float("inf")  # ceiling: the oldest checkpoint a later session resumed from
     for session in reversed(sessions):
-        kept.append([line for line in session if _update_of(line) is None or _update_of(line) <= ceiling])
+        kept.append([line for line in session if (update := _update_of(line)) is None or update <= ceiling])
         resumed = [int(match[1]) for match in map(LOADED_LINE.search, session) if match]
         if resumed:
             ceiling = min(ceiling, resumed[0])

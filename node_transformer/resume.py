@@ -19,7 +19,8 @@ def resumed_task_state(cfg) -> dict:
     afresh, resumes from another file (--restore-file) or resets its meters or optimizer (fairseq then
     forgets the best loss too), and outside fairseq-train. ``cfg`` holds the task's copies of the checkpoint
     options."""
-    if TRAIN_MODULE not in sys.modules or cfg.restore_file != LAST_CHECKPOINT or cfg.reset_meters or cfg.reset_optimizer:
+    resumes = cfg.restore_file == LAST_CHECKPOINT and not (cfg.reset_meters or cfg.reset_optimizer)
+    if TRAIN_MODULE not in sys.modules or not resumes:
         return {}
     path = os.path.join(cfg.save_dir, LAST_CHECKPOINT)
     if not os.path.isfile(path):

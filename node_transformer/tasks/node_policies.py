@@ -1,8 +1,9 @@
 """The NODE policies every task of this plugin owns (node_translation, node_masked_lm): NFE accounting in the
 progress lines and TensorBoard, the RNODE regularisers added to the training loss, what happens when a
-solve exceeds its step budget, the counts of skips and of --patience kept across a resume, and the save on SIGUSR1 that lets a
-run stop between two intervals and resume exactly (node_transformer/preemption.py). A task is fairseq's own
-task with NODEPolicies first among its bases and its config with NODEPolicyConfig's fields."""
+solve exceeds its step budget, the counts of skips and of --patience kept across a resume
+(node_transformer/resume.py), and the save on SIGUSR1 that lets a run stop between two intervals and resume
+exactly (node_transformer/preemption.py). A task is fairseq's own task with NODEPolicies first among its
+bases and its config with NODEPolicyConfig's fields."""
 import logging
 from dataclasses import dataclass, field
 
