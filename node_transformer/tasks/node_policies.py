@@ -37,7 +37,7 @@ class NODEPolicyConfig(FairseqDataclass):
         metadata={"help": "stop training (saving crash.pt) after this many consecutive skipped batches: "
                           "dynamics that blew up should not burn hours silently"},
     )
-    # fairseq's checkpoint options, read to resume the counts of skips and of --patience (node_transformer/resume.py)
+    # fairseq's checkpoint options, read to resume the counts of skips and of --patience (resume.py)
     save_dir: str = II("checkpoint.save_dir")
     restore_file: str = II("checkpoint.restore_file")
     reset_meters: bool = II("checkpoint.reset_meters")
@@ -58,8 +58,9 @@ class NODEPolicies:
             )
         self.update_has_gradients = True
         resumed = resume.resumed_task_state(cfg)
-        self._restore_budget_count(resumed.get(BUDGET_STATE_KEY))
-        if resumed.get(BUDGET_STATE_KEY):
+        budget = resumed.get(BUDGET_STATE_KEY)
+        self._restore_budget_count(budget)
+        if budget:
             logger.info(f"resumed the solver-budget count: {self.total_skips} batch(es) skipped, "
                         f"the last {self.consecutive_skips} in a row")
         patience.restore(resumed.get(patience.STATE_KEY))
