@@ -3,13 +3,14 @@ target for the layer function (``--node-function layer``).
 
 Every row states the 2019 claim, the experiments that test it, the rule that decides it and the numbers
 the records give; its verdict is "reproduced", "refuted" or "not testable yet" (an experiment it needs has
-no record). The rules are fixed here, before the numbers: a validation-loss difference of at most
-``LEVEL`` (base 2) counts as level, an NFE change of more than ``NFE_CHANGE`` of its start as a rise or
-a fall, a cost ratio above ``SLOWER`` as much slower. Runs compared at equal updates are compared at the
-update the row names; a run that fairseq's --patience stopped on its plateau before that update stands at its
-best validation loss (``standing_at``), which the evidence says. Costs per update are in transformer_1layer updates on
-the same machine (``cost``), so that runs trained on different machines compare. Plain Python over ``StudyRecord``s: the table rebuilds
-from the records on a fresh clone.
+no record). The rules are fixed here, before the numbers: a validation-loss difference of at most ``LEVEL``
+(base 2) counts as level, an NFE change of more than ``NFE_CHANGE`` of its start as a rise or a fall, a cost
+ratio above ``SLOWER`` as much slower. Runs compared at equal updates are compared at the update the row
+names; a run that ended before that update, on its plateau (fairseq's --patience) or by its solves' step
+budget (it cannot train on), stands at its best validation loss (``standing_at``), which the evidence says.
+Costs per update are in transformer_1layer updates on the same machine (``cost``), so that runs trained on
+different machines compare. Plain Python over ``StudyRecord``s: the table rebuilds from the records on a fresh
+clone.
 """
 from dataclasses import dataclass
 from statistics import mean
@@ -42,6 +43,8 @@ CLIPPED_EXPERIMENT = "node_full_tol1e-2_clip"
 # than backprop's through the solve at 1e-2 (benchmarks/results/gradient_fidelity.md): what the full NODE's
 # NFE, tolerance, augmentation and gradient-bug rows read. Each of those rows says how far that holds.
 FULL_NODE = "node_full_tol1e-2_adjoint"
+# Its ablation with the 2019 gradient bug (--node-detach-encoder: the encoder learns nothing through the decoder).
+FULL_NODE_2019BUG = "node_full_tol1e-2_adjoint_2019bug"
 FULL_NODE_GRADIENT = (
     "the full-NODE runs train with the adjoint, the ODE's gradient while the encoder stays non-stiff and not after "
     "(node_full_tol1e-2_adjoint: cosine 0.99 at update 600, 0.16-0.37 on the encoder at 800 once its solve took "
@@ -54,7 +57,7 @@ SECTIONS: Dict[str, List[str]] = {
     "depth": ["transformer_1layer", "transformer_tiny", "transformer_6layer"],
     "node_vs_1layer": ["transformer_1layer", "node_separated_aug1", "node_full_tol1e-2", "node_fast_separated_euler"],
     "nfe": ["node_separated_aug1", "node_full_tol1e-2", FULL_NODE, "node_decoder_aug1", "node_full_aug1_adjoint"],
-    "gradient_bug": ["node_separated_aug1", "node_separated_aug1_2019bug", FULL_NODE, "node_full_tol1e-2_adjoint_2019bug"],
+    "gradient_bug": ["node_separated_aug1", "node_separated_aug1_2019bug", FULL_NODE, FULL_NODE_2019BUG],
     "tolerance": [FULL_NODE, "node_full_tol1e-3_adjoint"],
     "augmentation": [FULL_NODE, "node_full_aug1_adjoint", "node_decoder_aug1"],
     "separated_decoder": ["node_decoder_aug1", "node_separated_aug1"],
@@ -143,14 +146,24 @@ def _costs(records, c, names) -> Optional[Dict[str, float]]:
 
 
 def stopped_before(record: StudyRecord, update: int) -> bool:
-    """Whether the run stopped on its plateau (fairseq's --patience) before UPDATE, with no validation there."""
-    return loss_at(record, update) is None and record.status == "plateau" and record.updates < update
+    """Whether the run ended before UPDATE, with no validation there: on its plateau (fairseq's --patience), or
+    by its solves' step budget."""
+    ended = record.status == "plateau" or record.stopped_by_solver_budget
+    return loss_at(record, update) is None and ended and record.updates < update
 
 
 def standing_at(record: StudyRecord, update: int) -> Optional[float]:
-    """The run's validation loss at UPDATE; for a run that stopped on its plateau before UPDATE, its best
-    (fairseq's --patience found no better one after it, so that is where it stands); else None."""
+    """The run's validation loss at UPDATE; for a run that ended before UPDATE, its best (on its plateau
+    fairseq's --patience found no better one after it; stopped by its solver's budget, it cannot train on);
+    else None."""
     return record.best_valid_loss if stopped_before(record, update) else loss_at(record, update)
+
+
+def _how_it_stood(record: StudyRecord, update: int) -> str:
+    """Why a run that ended before UPDATE stands at its best there, for the evidence."""
+    if record.status == "plateau":
+        return f"its best: on its plateau since update {record.best_at_update}, stopped at {record.updates}"
+    return f"its best, at update {record.best_at_update}: its solves' step budget stopped it before update {update}"
 
 
 def _compare_at(records, name, base, update):
@@ -161,9 +174,7 @@ def _compare_at(records, name, base, update):
 
     def shown(run, loss):
         r = records[run]
-        stopped = f" (its best: on its plateau since update {r.best_at_update}, stopped at {r.updates})" \
-            if stopped_before(r, update) else ""
-        return f"{run} {loss:.3f}{stopped}"
+        return f"{run} {loss:.3f}" + (f" ({_how_it_stood(r, update)})" if stopped_before(r, update) else "")
 
     return here - there, f"valid loss at update {update}: {shown(name, here)}, {shown(base, there)}"
 
@@ -212,11 +223,24 @@ def _nfe_rises(records, c):
     c.verdict = REPRODUCED if all(rises) else REFUTED
 
 
+def _nfe_sides(record: StudyRecord) -> Dict[str, tuple]:
+    """{side: (first, last)} forward NFE per solve of the run's NODE sides ("enc", "dec")."""
+    sides = {side: (nfe_first(record, f"nfe_{side}_fwd"), nfe_at(record, f"nfe_{side}_fwd")) for side in ("enc", "dec")}
+    return {side: ends for side, ends in sides.items() if None not in ends}
+
+
+def _nfe_sides_text(record: StudyRecord) -> str:
+    return f"{record.experiment}: " + ", ".join(f"{side} {a:.1f} → {b:.1f} ({change(a, b):+.0%})"
+                                                for side, (a, b) in _nfe_sides(record).items())
+
+
 def _decoder_not_encoder(records, c):
     r = records[c.experiments[0]]
-    sides = {side: (nfe_first(r, f"nfe_{side}_fwd"), nfe_at(r, f"nfe_{side}_fwd")) for side in ("enc", "dec")}
-    c.evidence = f"{r.experiment}: " + ", ".join(f"{side} {a:.1f} → {b:.1f} ({change(a, b):+.0%})"
-                                                 for side, (a, b) in sides.items())
+    sides = _nfe_sides(r)
+    c.evidence = _nfe_sides_text(r)
+    # the bug's share, shown beside the verdict it does not decide: the 2019 pattern may be the bug's
+    if (bugged := records.get(FULL_NODE_2019BUG)) is not None:
+        c.evidence += f"; with the 2019 gradient bug, {_nfe_sides_text(bugged)}"
     decoder_rises = change(*sides["dec"]) > NFE_CHANGE
     encoder_flat = abs(change(*sides["enc"])) <= NFE_CHANGE
     c.verdict = REPRODUCED if decoder_rises and encoder_flat else REFUTED
@@ -236,7 +260,7 @@ def _refines_forever(records, c):
          f"updates" + (f", {r.status.split('; ')[0]}" if r.stopped else "") for r in runs]
         + ([f"no record of {', '.join(missing)} yet"] if missing else []))
     # a run stopped by its solves' budget (NODETrainingStopped), not by a NaN or a crash
-    if any(r.budget_skips or (r.stopped and "budget" in r.status) for r in runs):
+    if any(r.budget_skips or r.stopped_by_solver_budget for r in runs):
         c.verdict = REPRODUCED  # one run that went over decides it, whatever the others do
     elif missing:
         c.partial = bool(runs)
@@ -335,8 +359,10 @@ def _clipping_rescues(records, c):
     c.evidence = evidence + "".join(f"; largest gradient norm of {name} {value:.1f}" for name, value in spikes.items()
                                     if value is not None)
     stalled = stopped_before(records[clipped], EQUAL_UPDATES)
-    if stalled:  # it stopped on its plateau too: clipping delayed the failure at most
-        c.evidence += f"; {clipped} stopped on its plateau at update {records[clipped].updates} as well"
+    if stalled:  # it ended before too: clipping delayed the failure at most
+        r = records[clipped]
+        how = f"on its plateau at update {r.updates}" if r.status == "plateau" else "by its solves' step budget"
+        c.evidence += f"; {clipped} stopped {how} as well"
     if difference is not None:
         c.verdict = REPRODUCED if difference < -LEVEL and not stalled else REFUTED
 
@@ -375,7 +401,7 @@ CHECKS: List[tuple] = [
                 f"reproduced if the decoder's forward NFE rises by more than {NFE_CHANGE:.0%} and the encoder's changes "
                 f"by at most {NFE_CHANGE:.0%}", figure="nfe/nfe.png"), _decoder_not_encoder),
     (Conclusion("6", "A solve can refine forever (the augmented NODE decoder hung)",
-                ["node_decoder_aug1", "node_full_tol1e-2_adjoint_2019bug"],
+                ["node_decoder_aug1", FULL_NODE_2019BUG],
                 "reproduced if a batch of either run went over the solver's step budget (skipped and counted, or "
                 "training stopped); each run's gradient is named: the bug's share",
                 figure="gradient_bug/nfe.png", by_runs=True), _refines_forever),
@@ -400,7 +426,7 @@ CHECKS: List[tuple] = [
                 f"{CAPPED_UPDATES} (1e-3 is capped there: its end is not reached)",
                 figure="tolerance/best_valid_loss_vs_updates.png"), _tolerance),
     (Conclusion("bug", "The 2019 gradient bug's share: the encoder got no gradient through the NODE decoder",
-                ["node_separated_aug1_2019bug", "node_separated_aug1", "node_full_tol1e-2_adjoint_2019bug", FULL_NODE],
+                ["node_separated_aug1_2019bug", "node_separated_aug1", FULL_NODE_2019BUG, FULL_NODE],
                 f"reproduced (the bug cost quality) if each ablation is more than {LEVEL} behind its base at update "
                 f"{EQUAL_UPDATES}", figure="gradient_bug/best_valid_loss_vs_updates.png", by_runs=True), _bug_share),
     (Conclusion("kinetic", "This project's question, not a 2019 claim: the demo's decoder NFE rises over thousands "

@@ -19,6 +19,7 @@ from .training_log import (BUDGET_SKIPS_KEY, EARLY_STOP_LINE, GNORM_KEY, NFE_KEY
 from .yardstick import seconds_in as yardstick_seconds
 
 STOPPED = "stopped"  # a record's status "stopped: REASON"
+BUDGET_STOP = "NODETrainingStopped"  # the plugin's error when the solves' step budget ends training
 TEST_SETS = ("test2016_flickr", "test2017_flickr", "test2017_mscoco")  # scripts/score.py's names
 TRAIN_COLUMNS = ("loss", "nll_loss", "lr", GNORM_KEY, *NFE_KEYS, *REGULARISER_KEYS, BUDGET_SKIPS_KEY)
 VALID_COLUMNS = ("loss", "nll_loss", "accuracy", *NFE_KEYS)  # accuracy: sentence prediction
@@ -123,6 +124,11 @@ class StudyRecord:
     @property
     def stopped(self) -> bool:
         return self.status.startswith(f"{STOPPED}:")
+
+    @property
+    def stopped_by_solver_budget(self) -> bool:
+        """Whether its solves' step budget ended it (not a NaN or a crash): a run that cannot train on."""
+        return self.stopped and BUDGET_STOP in self.status
 
     @property
     def short_status(self) -> str:

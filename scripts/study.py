@@ -278,8 +278,9 @@ def write_converged_report(records, out):
     conclusions = study_conclusions.markdown(checked, FIGURES)
     (out / "conclusions.md").write_text(
         "### The conclusions, checked against the converged study's records\n\n" + conclusions +
-        "\nRules: node_experiments/study_conclusions.py. A run that stopped on its plateau before the update a row "
-        "compares at stands at its best validation loss. Rebuilt with scripts/study.sh --report.\n")
+        "\nRules: node_experiments/study_conclusions.py. A run that ended before the update a row compares at, on "
+        "its plateau or by its solves' step budget (it cannot train on), stands at its best validation loss. "
+        "Rebuilt with scripts/study.sh --report.\n")
     if out.resolve() == CONVERGED_OUT.resolve():  # this checkout's results
         (REPO / "README.md").write_text(readme_with_conclusions(checked))
     print(conclusions)

@@ -45,7 +45,8 @@ def records():
                                     nfe={"nfe_dec_fwd": rising(14, 22, 3000)}),
         "node_full_tol1e-2_adjoint_2019bug": record("node_full_tol1e-2_adjoint_2019bug", curve(6.0, 1800), 5.0,
                                                     flags=["--node-detach-encoder"],
-                                                    nfe={"nfe_dec_fwd": rising(14, 400, 1800)}),
+                                                    nfe={"nfe_enc_fwd": rising(14, 14, 1800),
+                                                         "nfe_dec_fwd": rising(14, 400, 1800)}),
         "node_separated_aug1_timedep": record("node_separated_aug1_timedep", curve(5.0, 3000), 2.0),
         "node_separated_aug1_weightdecay": record("node_separated_aug1_weightdecay", curve(5.4, 3000), 2.0,
                                                   nfe={"nfe_dec_fwd": rising(14, 16, 3000)}),
@@ -65,7 +66,10 @@ def test_each_conclusion_is_decided_by_its_rule(records):
     assert checked["2"].verdict == sc.REPRODUCED and "node_full_tol1e-2: 6.7x per update" in checked["2"].evidence
     assert checked["3"].verdict == sc.REPRODUCED and "decoder 14.0 → 20.0 (+43%)" in checked["3"].evidence
     assert checked["4"].verdict == sc.REPRODUCED  # read on the full NODE whose gradient is the ODE's, not tol 1e-2
-    assert checked["4"].evidence == "node_full_tol1e-2_adjoint: enc 20.0 → 20.4 (+2%), dec 14.0 → 18.0 (+29%)"
+    # the ablation with the 2019 bug is shown beside it (its encoder learns nothing through the decoder)
+    assert checked["4"].evidence == ("node_full_tol1e-2_adjoint: enc 20.0 → 20.4 (+2%), dec 14.0 → 18.0 (+29%); with "
+                                     "the 2019 gradient bug, node_full_tol1e-2_adjoint_2019bug: enc 14.0 → 14.0 (+0%), "
+                                     "dec 14.0 → 400.0 (+2757%)")
     # each row that reads the adjoint's full NODE says, after its evidence, how far its gradient is the ODE's
     assert {n for n, c in checked.items() if c.caveat == sc.FULL_NODE_GRADIENT} == {"4", "8", "tol", "bug"}
     assert not any(c.caveat for n, c in checked.items() if n not in ("4", "8", "tol", "bug"))
@@ -119,7 +123,7 @@ def test_a_flat_decoder_or_a_rising_encoder_refutes_conclusion_4(records):
 
 
 def test_a_run_short_of_the_compared_update_leaves_it_undecided(records):
-    for status in ("training", "update cap", "stopped: the solver's step budget"):
+    for status in ("training", "update cap", "stopped: FloatingPointError: Minimum loss scale reached"):
         records["node_separated_aug1_timedep"] = record("node_separated_aug1_timedep", curve(5.0, 2000), 2.0,
                                                         status=status)
         nine = by_number(sc.check(records))["9"]
@@ -144,6 +148,28 @@ def test_a_run_that_stopped_on_its_plateau_before_the_compared_update_stands_at_
     records["node_full_tol1e-3_adjoint"] = record("node_full_tol1e-3_adjoint", curve(8.49, 1000), 5.0,
                                                   status="update cap", nfe=tight_nfe)
     assert by_number(sc.check(records))["tol"].verdict == sc.REFUTED  # 7.99 against 8.0: level
+
+
+def test_a_run_its_solver_budget_stopped_before_the_compared_update_stands_at_its_best(records):
+    # The base's best is 6.9 at update 800; its solves' step budget stopped it at 970, before update 1000.
+    reason = ("NODETrainingStopped: 10 consecutive batches exceeded the solver budget, last at update 970: step "
+              "budget max_num_steps=1000 exceeded (encoder backward solve reached t=0.4 after 1001 steps)")
+    records[sc.FULL_NODE] = record(sc.FULL_NODE, {200: 9.0, 400: 7.5, 600: 7.1, 800: 6.9}, 4.0,
+                                   status=f"stopped: {reason}", skips=list(range(961, 970)),
+                                   nfe={"nfe_enc_fwd": rising(14, 700, 950), "nfe_dec_fwd": rising(14, 500, 950)})
+    records["node_full_aug1_adjoint"] = record("node_full_aug1_adjoint", curve(6.1, 1000), 5.0, status="update cap",
+                                               nfe={"nfe_enc_fwd": rising(20, 14, 1000),
+                                                    "nfe_dec_fwd": rising(14, 20, 1000)})
+    checked = by_number(sc.check(records))
+    assert checked["8"].verdict == sc.REFUTED  # the augmented run's 5.6 at update 1000 against the base's 6.9
+    assert checked["8"].evidence == ("valid loss at update 1000: node_full_aug1_adjoint 5.600, node_full_tol1e-2_adjoint "
+                                     "6.900 (its best, at update 800: its solves' step budget stopped it before update "
+                                     "1000)")
+    assert checked["4"].verdict == sc.REFUTED  # its encoder's NFE rose 14 -> 700 before the stop
+    # a crash says nothing of where the run would stand
+    records[sc.FULL_NODE].status = "stopped: FloatingPointError: Minimum loss scale reached"
+    eight = by_number(sc.check(records))["8"]
+    assert eight.verdict == sc.NOT_TESTABLE and eight.evidence == "node_full_tol1e-2_adjoint has no validation at update 1000"
 
 
 def test_the_kinetic_row_needs_the_rise_the_drop_and_level_quality(records):
