@@ -9,6 +9,10 @@ run needs to resume, to be committed with the records:
       study_started_as                 the fingerprint it was started with (runner.STARTED_FILE)
       checkpoints/checkpoint_last.pt   fairseq's exact resume, --patience's count included
 
+A run that finished training but not its translation (on 2 cores a slow model's test set takes hours) is
+carried with its final model and each test set it finished (RunDir.translate's gen/SUBSET.json and the files
+beside it): the runner restores it whole and translates the rest.
+
 A runner that finds no run directory of the same flags resumes from there. What stays behind: the interval
 checkpoints (a run that ends within --average-last intervals of the move averages the ones saved since) and
 tb/ (TensorBoard's curves start again at the move). The carry is a run directory with only these files, so
@@ -52,3 +56,19 @@ def copy_resumable(source: RunDir, destination: RunDir, started_file) -> int:
         shutil.copyfile(path, partial)
         partial.replace(target)
     return updates
+
+
+def copy_trained(source: RunDir, destination: RunDir, started_file, final_checkpoint: Path) -> int:
+    """Copy a run that finished training but not translating: its resumable files, its final model
+    FINAL_CHECKPOINT and its finished test sets (any others the copy held dropped); returns how many."""
+    copy_resumable(source, destination, started_file)
+    if destination.gen.exists():
+        shutil.rmtree(destination.gen)
+    finished = source.finished_subsets()
+    for path in [final_checkpoint, *(path for subset in finished for path in source.translation_files(subset))]:
+        target = destination.path / path.relative_to(source.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".part")
+        shutil.copyfile(path, partial)
+        partial.replace(target)
+    return len(finished)

@@ -6,7 +6,8 @@
       checkpoints/       fairseq's --save-dir (checkpoint_best.pt, checkpoint_last.pt, interval checkpoints)
       tb/                fairseq's --tensorboard-logdir
       data/              what translating needs of the training data (dictionaries, BPE codes, recipe)
-      gen/SUBSET.txt     fairseq-generate's output per test set; gen/generate.log its log
+      gen/SUBSET.txt     fairseq-generate's output per test set; gen/SUBSET.log its log, gen/generate.log all
+      gen/SUBSET.json    a finished test set: what it was translated with, and its sentences/s
       results.json       the scores of the last translation (node_experiments.scoring)
 
     python -m node_experiments.run_dir train CONFIG [FAIRSEQ_FLAGS...]     (scripts/train.sh)
@@ -17,6 +18,7 @@ Environment: DATA (the binarised data, default data/multi30k_en_de/bin), RUNS (w
 RUNS/NAME, default runs).
 """
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -128,6 +130,34 @@ class RunDir:
     def generation(self, subset) -> Path:
         return self.gen / f"{subset}.txt"
 
+    def generation_log(self, subset) -> Path:
+        return self.gen / f"{subset}.log"
+
+    def generation_done(self, subset) -> Path:
+        return self.gen / f"{subset}.json"
+
+    def finished_subsets(self) -> List[str]:
+        """The test sets whose translation finished (gen/SUBSET.json), whatever it was made with."""
+        return sorted(path.stem for path in self.gen.glob("*.json"))
+
+    def translation_files(self, subset) -> List[Path]:
+        return [self.generation_done(subset), self.generation(subset), self.generation_log(subset)]
+
+    def mark_finished(self, subset, made_with: dict, sentences_per_second: float):
+        """Record SUBSET's translation (gen/SUBSET.txt, its log gen/SUBSET.log) as finished, made as MADE_WITH
+        (translated_with) says."""
+        self.generation_done(subset).write_text(
+            json.dumps({"made_with": made_with, "sentences_per_second": sentences_per_second}) + "\n")
+
+    def translated_earlier(self, subset, made_with: dict) -> Optional[float]:
+        """SUBSET's sentences/s where its translation finished earlier as MADE_WITH says (the checkpoint's
+        digest, the data and the flags), else None."""
+        done = self.generation_done(subset)
+        if not (done.is_file() and self.generation(subset).is_file()):
+            return None
+        finished = json.loads(done.read_text())
+        return finished["sentences_per_second"] if finished["made_with"] == made_with else None
+
     def log_text(self) -> str:
         return self.train_log.read_text() if self.train_log.is_file() else ""
 
@@ -185,10 +215,13 @@ class RunDir:
             return _run_logged(command, log, echo, started)
 
     def translate(self, data, checkpoint="checkpoint_best.pt", subsets=tuple(SUBSETS), extra_flags=(),
-                  *, echo=False) -> "Translation":
+                  *, echo=False, keep_finished=False, started=None) -> "Translation":
         """Beam-5 fairseq-generate of each test set with CHECKPOINT, each translation at most 1.2 x its source
         + 10 tokens long (length_bound.py; EXTRA_FLAGS come after and replace it), then scored
-        (node_experiments.scoring) into results.json. fairseq-generate's log goes to gen/generate.log."""
+        (node_experiments.scoring) into results.json. fairseq-generate's log goes to gen/SUBSET.log, all of
+        them to gen/generate.log. KEEP_FINISHED keeps each test set translated earlier with the same
+        checkpoint, data and flags (an interrupted study goes on with the next test set: on 2 cores a slow
+        model's test set can take hours). STARTED is called with each running fairseq-generate."""
         from .scoring import score
         from .training_log import last_error, translation_speeds
 
@@ -196,32 +229,59 @@ class RunDir:
         if not checkpoint.is_file():
             raise TranslationError(f"no checkpoint '{checkpoint}'")
         self.gen.mkdir(parents=True, exist_ok=True)
-        log_lines = []
+        made_with = translated_with(data, checkpoint, extra_flags)
+        flags = made_with["flags"]
+        speeds = {}
         for subset in subsets:
+            if keep_finished and (speed := self.translated_earlier(subset, made_with)) is not None:
+                print(f"translating {subset}: kept (finished earlier with this checkpoint)", file=sys.stderr,
+                      flush=True)
+                speeds[subset] = speed
+                continue
             print(f"translating {subset}", file=sys.stderr, flush=True)
-            # --required-batch-size-multiple 1: fairseq 0.12 otherwise drops the last, smaller batch (#5036).
+            self.generation_done(subset).unlink(missing_ok=True)
             command = [_console_script("fairseq-generate"), str(data), "--user-dir", str(USER_DIR),
-                       "--task", "node_translation", "--path", str(checkpoint), "--gen-subset", subset, "--beam", "5",
-                       "--remove-bpe", "--max-tokens", "4096", "--required-batch-size-multiple", "1", *device_flags(),
-                       *LENGTH_BOUND_FLAGS, *extra_flags]
-            with open(self.generation(subset), "w") as out:
-                proc = subprocess.run(command, stdout=out, stderr=subprocess.PIPE, text=True, cwd=REPO)
+                       "--task", "node_translation", "--path", str(checkpoint), "--gen-subset", subset, *flags]
+            with open(self.generation(subset), "w") as out, subprocess.Popen(
+                    command, stdout=out, stderr=subprocess.PIPE, text=True, cwd=REPO) as proc:
+                if started is not None:
+                    started(proc)
+                stderr = proc.communicate()[1]
             if echo:
-                sys.stderr.write(proc.stderr)
-            log_lines.append(proc.stderr)
-            self.generate_log.write_text("".join(log_lines))
+                sys.stderr.write(stderr)
+            self.generation_log(subset).write_text(stderr)
+            self.generate_log.write_text("".join(self.generation_log(name).read_text() for name in subsets
+                                                 if self.generation_log(name).is_file()))
             if proc.returncode != 0:
                 # the cause goes into the record: the log stays behind with the run directory
-                cause = last_error(proc.stderr) or f"fairseq-generate exited with {proc.returncode}"
+                cause = last_error(stderr) or f"fairseq-generate exited with {proc.returncode}"
                 raise TranslationError(f"translating {subset} with {checkpoint.name} failed: {cause} "
                                        f"(log: {self.generate_log})")
+            found = translation_speeds(stderr)
+            if len(found) != 1:
+                raise TranslationError(f"{len(found)} speed lines translating {subset}; see {self.generate_log}")
+            speeds[subset] = found[0]
+            self.mark_finished(subset, made_with, found[0])
         scores = score(self, Path(data).parent / "raw", subsets)
         self.scores_file.write_text(json.dumps(scores, indent=1) + "\n")
-        speeds = translation_speeds("".join(log_lines))
-        if len(speeds) != len(subsets):
-            raise TranslationError(f"{len(speeds)} speed lines for {len(subsets)} test sets; see {self.generate_log}")
-        return {SUBSETS.get(subset, subset): {**scores[SUBSETS.get(subset, subset)], "sentences_per_second": speed}
-                for subset, speed in zip(subsets, speeds)}
+        return {SUBSETS.get(subset, subset): {**scores[SUBSETS.get(subset, subset)],
+                                              "sentences_per_second": speeds[subset]} for subset in subsets}
+
+
+def translated_with(data, checkpoint, extra_flags=()) -> dict:
+    """What a translation is made with: the checkpoint's digest, the data and fairseq-generate's flags."""
+    # --required-batch-size-multiple 1: fairseq 0.12 otherwise drops the last, smaller batch (#5036).
+    flags = ["--beam", "5", "--remove-bpe", "--max-tokens", "4096", "--required-batch-size-multiple", "1",
+             *device_flags(), *LENGTH_BOUND_FLAGS, *extra_flags]
+    return {"checkpoint_sha256": file_sha256(checkpoint), "data": str(Path(data).resolve()), "flags": flags}
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 Translation = Dict[str, dict]  # {test set name: its scores (scoring.score) and fairseq-generate's sentences/s}

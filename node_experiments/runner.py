@@ -17,8 +17,8 @@ and test sets (its fingerprint); a run interrupted while translating is only tra
 with another length bound is translated again without training again. One runner per work directory at a
 time (a lock file, which holds the runner's process id): on a shared machine a wall-time budget means nothing
 otherwise. A runner asked to stop (request_stop; scripts/study.py on STOP_SIGNAL) stops where nothing is
-lost: a training run after its current update, saved to its checkpoint_last.pt to be resumed, anything else
-once it is done.
+lost: a training run after its current update, saved to its checkpoint_last.pt to be resumed; a translation
+at once, the test sets it finished kept and the one under way started again; anything else once it is done.
 """
 import fcntl
 import hashlib
@@ -32,11 +32,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from .carry import LAST_CHECKPOINT, CarryError, checkpoint_updates, copy_resumable
+from .carry import LAST_CHECKPOINT, CarryError, checkpoint_updates, copy_resumable, copy_trained
 from .experiment_config import config_path, flag_value, flag_words, read_flag_groups, without_flag
 from .length_bound import FLAGS as TRANSLATION_FLAGS
 from .run_dir import RunDir, TranslationError
-from .study_record import StudyRecord, record_from_log
+from .study_record import BUDGET_STOP, StudyRecord, record_from_log
 from .study_record import write as write_record
 from .training_log import EARLY_STOP_LINE, Training, best_point, last_common_validation, last_error, last_session
 
@@ -215,6 +215,7 @@ class Runner:
     yardstick: bool = False  # measure this machine's yardstick before each training session (yardstick.py)
     stop_requested: bool = False  # request_stop: stop where nothing is lost
     training: Optional[subprocess.Popen] = field(default=None, repr=False)  # the run's fairseq-train, while it trains
+    translating: Optional[subprocess.Popen] = field(default=None, repr=False)  # its fairseq-generate, while it runs
 
     def run_dir(self, experiment: Experiment) -> RunDir:
         return RunDir(Path(self.work) / experiment.name)
@@ -295,8 +296,11 @@ class Runner:
                 return "finished: its carried copy removed"
             return "finished"
         if self.trained(run, key, cap):
-            return ("trained, not translated yet: let the runner translate it here (its record ends the carry)"
-                    + ("; the carried copy is kept" if carried.path.exists() else ""))
+            final = self.budget.final_checkpoint(run)
+            if not final.is_file():
+                return "trained, with no checkpoint to translate: nothing to carry"
+            finished = copy_trained(run, carried, STARTED_FILE, final)
+            return f"trained, carried with its final model and {finished} finished test set(s) to translate on"
         if not (self.resumes(run, key, cap) and run.checkpoint(LAST_CHECKPOINT).is_file()):
             return "carried as it was" if self.carried(experiment) else "nothing to carry"
         if self.carried(experiment) is not None and self.carried_further(run, carried, True):
@@ -320,11 +324,34 @@ class Runner:
             return False
 
     def trained(self, run: RunDir, key, cap) -> bool:
-        """Whether the run finished training as KEY (to its plateau, or CAP updates) and was interrupted
-        after it, while translating."""
-        if not (self.keep and self.started_as(run, key) and TRAINED_LINE in last_session(run.log_text())):
+        """Whether the run finished training as KEY (to its plateau, CAP updates, or its solves' step budget's
+        stop, which training again would only repeat) and was interrupted after it, while translating."""
+        if not (self.keep and self.started_as(run, key)):
+            return False
+        if self.budget_stop(run) is not None:
+            return True
+        if TRAINED_LINE not in last_session(run.log_text()):
             return False
         return self.plateaued(run) or not cap or _updates(run) == cap
+
+    def restored_trained(self, experiment: Experiment, key, cap) -> bool:
+        """Whether the experiment's carried copy finished training as KEY (carry_out copied it while it
+        translated); if so it replaces the run directory, which had not."""
+        if self.carry is None or not self.trained(carried := RunDir(Path(self.carry) / experiment.name), key, cap):
+            return False
+        run = self.run_dir(experiment)
+        if run.path.exists():
+            shutil.rmtree(run.path)
+        shutil.copytree(carried.path, run.path)
+        print(f"{experiment.name}: restored from {carried.path}", flush=True)
+        return True
+
+    @staticmethod
+    def budget_stop(run: RunDir) -> Optional[str]:
+        """The error of the solves' step budget (NODETrainingStopped) that ended the run's last training call,
+        or None."""
+        error = last_error(last_session(run.log_text()))
+        return error if error is not None and BUDGET_STOP in error else None
 
     # --- one run ---
     def train(self, experiment: Experiment, flags, key) -> Optional[str]:
@@ -365,17 +392,25 @@ class Runner:
     # --- stopping as asked ---
     def request_stop(self):
         """Stop at the next point where nothing is lost: a training run after its current update, its
-        fairseq-train having saved checkpoint_last.pt (node_transformer/preemption.py); a yardstick,
-        translation or record once it is done. Safe in a signal handler."""
+        fairseq-train having saved checkpoint_last.pt (node_transformer/preemption.py); a translation at
+        once, its finished test sets kept; a yardstick or record once it is done. Safe in a signal handler."""
         self.stop_requested = True
         training = self.training
         if training is not None:
             training.send_signal(STOP_SIGNAL)  # nothing if it has exited
+        translating = self.translating
+        if translating is not None:
+            translating.terminate()  # the test sets finished before it are kept (RunDir.translate)
 
     def training_started(self, process: subprocess.Popen):
         self.training = process
         if self.stop_requested:  # asked while fairseq-train was being started
             process.send_signal(STOP_SIGNAL)
+
+    def translation_started(self, process: subprocess.Popen):
+        self.translating = process
+        if self.stop_requested:
+            process.terminate()
 
     def stop_if_requested(self, where: str):
         if self.stop_requested:
@@ -397,9 +432,13 @@ class Runner:
             return {}, stopped
         print(f"{run.name}: translating {' '.join(self.subsets)} with {checkpoint.name}", flush=True)
         try:
-            return run.translate(self.data, checkpoint, self.subsets), stopped
+            return run.translate(self.data, checkpoint, self.subsets, keep_finished=True,
+                                 started=self.translation_started), stopped
         except TranslationError as error:
+            self.stop_if_requested(f"{run.name} while translating (its finished test sets are kept)")
             return {}, f"{stopped + '; ' if stopped else ''}translating {run.name}: {error}"
+        finally:
+            self.translating = None
 
     def run(self, experiment: Experiment) -> RunResult:
         """Train and translate one experiment, or keep its earlier result. A run that stops with an error (a
@@ -420,9 +459,9 @@ class Runner:
             print(f"{experiment.name}: kept the training (finished earlier), translating again with "
                   f"{' '.join(TRANSLATION_FLAGS)}", flush=True)
             training_stopped = result.training_stopped
-        elif self.trained(run, key, cap):
+        elif self.trained(run, key, cap) or self.restored_trained(experiment, key, cap):
             print(f"{experiment.name}: trained earlier, translating", flush=True)
-            training_stopped = None
+            training_stopped = self.budget_stop(run)
         else:
             print(f"{experiment.name}: training ({self.budget.describe()})", flush=True)
             training_stopped = self.train(experiment, flags, key)

@@ -19,13 +19,14 @@ fast and regularised configs (see --list). Two budgets:
   that OUT/records/NAME.json records as finished with the same flags is kept, and an unfinished one
   resumes from its copy in OUT/carry/NAME (written by --carry, to be committed; node_experiments/carry.py).
   SIGUSR1 to the runner's process (its id is in WORK/.study.lock) stops it where nothing is lost: the run
-  training saves its checkpoint_last.pt after its current update and the runner exits (a yardstick,
-  translation or record under way finishes first); --carry sends it and waits.
+  training saves its checkpoint_last.pt after its current update and the runner exits (a translation
+  stops at once, the test sets it finished kept; a yardstick or record under way finishes first); --carry
+  sends it and waits.
 - --minutes M: early training, each config's own flags for M minutes of wall time (fairseq's
   --stop-time-hours; the config's epoch and update limits are lifted), validating every --validate-every
   updates. An experiment interrupted while training starts again from scratch (a time budget cannot be
   resumed honestly).
-An experiment interrupted while translating is only translated. Translation uses beam 5 (under --minutes
+An experiment interrupted while translating is only translated, from the first test set it had not finished. Translation uses beam 5 (under --minutes
 test2016 alone, all three test sets with --all-test-sets), each translation at most 1.2 x its source + 10
 tokens long (node_experiments/length_bound.py).
 
@@ -357,7 +358,8 @@ def carry(runner, args) -> int:
                   "(right after a checkpoint), so that no checkpoint is carried half-written", file=sys.stderr)
             return 2
         print(f"study: asked the runner (process {pid}) to stop: a run training saves its checkpoint_last.pt after "
-              "its current update; a yardstick, translation or record under way finishes first. Waiting...", flush=True)
+              "its current update; a translation stops at once, its finished test sets kept; a yardstick or record "
+              "under way finishes first. Waiting...", flush=True)
         while runner_active(args.work):
             time.sleep(2)
     for experiment in args.runs:

@@ -2,7 +2,12 @@
 unfinished run carried through the repository (node_experiments/carry.py) resumes from its copy. Run
 directories, records and checkpoints are written here as the runner and fairseq write them; the slow
 test_study.py carries a run that really trained."""
+import json
 import shutil
+import signal
+import subprocess
+import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,8 +16,8 @@ from multi30k_subset import script
 from test_study_progress import lay_out, log, study_runner
 from node_experiments import study_progress, yardstick
 from node_experiments.carry import CarryError
-from node_experiments.run_dir import RunDir
-from node_experiments.runner import STARTED_FILE, Experiment, Runner
+from node_experiments.run_dir import RunDir, TranslationError
+from node_experiments.runner import RESULT_FILE, STARTED_FILE, Experiment, Runner, RunnerStopped
 from node_experiments.study_record import record_from_log
 from node_experiments.study_record import write as write_record
 
@@ -196,15 +201,85 @@ def test_the_further_of_a_kept_run_directory_and_its_carried_copy_trains_on(tmp_
     assert runner.carry_out(experiment) == "carried at update 1600"
 
 
-def test_a_run_trained_but_not_translated_keeps_its_carried_copy(tmp_path):
+BUDGET_STOP_LOG = (
+    "x | WARNING | node_transformer.tasks.node_policies | skipping batch at update 970: step budget exceeded\n"
+    "node_transformer.tasks.node_policies.NODETrainingStopped: 10 consecutive batches exceeded the solver budget, "
+    "last at update 970: step budget max_num_steps=1000 exceeded\n")
+
+
+def finish_test_set(run, subset, speed):
+    """A test set translated as RunDir.translate leaves it, made with MADE_WITH."""
+    run.gen.mkdir(parents=True, exist_ok=True)
+    run.generation(subset).write_text(f"H-0\t-0.5\tein {subset}\n")
+    run.generation_log(subset).write_text(f"Translated 1 sentences in 1.0s ({speed} sentences/s)\n")
+    run.generation_done(subset).write_text(json.dumps({"made_with": MADE_WITH, "sentences_per_second": speed}))
+
+
+MADE_WITH = {"checkpoint_sha256": "d1", "data": "data", "flags": ["--beam", "5"]}
+
+
+@pytest.mark.parametrize("ending", ["plateau", "budget stop"])
+def test_a_run_trained_but_not_translated_is_carried_with_its_finished_test_sets(tmp_path, monkeypatch, capsys,
+                                                                                 ending):
+    """On 2 cores a slow model's test set takes hours: a run stopped while translating is carried with its final
+    model and the test sets it finished, and a new machine translates the rest without training again. A run
+    its solves' step budget stopped has finished training too: training again would only repeat the stop."""
     runner = new_machine(tmp_path)
     experiment = Experiment.from_config("node_separated_aug1")
-    lay_out(runner, experiment, log([5.0, 4.0, 4.2], 650))
-    save_checkpoint(runner.run_dir(experiment).checkpoint("checkpoint_last.pt"), 600)
-    runner.carry_out(experiment)
-    runner.run_dir(experiment).train_log.write_text(log([5.0, 4.0] + [4.5] * 5, 1400, plateau=True))
-    assert runner.carry_out(experiment).startswith("trained, not translated yet: let the runner translate it here")
-    assert runner.carried(experiment) is not None
+    trained_log = (log([5.0, 4.0] + [4.5] * 5, 1400, plateau=True) if ending == "plateau"
+                   else log([5.0, 4.0, 4.2, 4.1], 950) + BUDGET_STOP_LOG)
+    lay_out(runner, experiment, trained_log)
+    run = runner.run_dir(experiment)
+    save_checkpoint(run.checkpoint("checkpoint_last.pt"), 1400)
+    final = runner.budget.final_checkpoint(run)
+    finish_test_set(run, "test", 9.5)
+    run.generation("test1").write_text("H-0\thalf of a test set\n")  # cut while translating: not carried
+    assert runner.carry_out(experiment) == ("trained, carried with its final model and 1 finished test set(s) to "
+                                            "translate on")
+    carried = RunDir(runner.carry / experiment.name)
+    assert carried.checkpoint(final.name).read_bytes() == final.read_bytes()
+    assert carried.finished_subsets() == ["test"] and not carried.generation("test1").exists()
+
+    shutil.rmtree(runner.work)  # the new machine
+    monkeypatch.setattr(RunDir, "train", lambda *_, **__: pytest.fail("trained again"))
+    found = {}
+
+    def translate(self, data, checkpoint, subsets, **options):
+        found.update(checkpoint=Path(checkpoint).read_bytes(), finished=self.finished_subsets(), options=options,
+                     speed=self.translated_earlier("test", MADE_WITH))
+        return {}
+
+    monkeypatch.setattr(RunDir, "translate", translate)
+    result = runner.run(experiment)
+    assert f"node_separated_aug1: restored from {carried.path}" in capsys.readouterr().out
+    assert found["checkpoint"] == final.read_bytes() and found["finished"] == ["test"] and found["speed"] == 9.5
+    assert found["options"]["keep_finished"]
+    if ending == "plateau":
+        assert result.stopped is None
+    else:
+        assert result.stopped.startswith("NODETrainingStopped: 10 consecutive batches exceeded the solver budget")
+
+
+def test_a_runner_asked_to_stop_while_translating_stops_at_once(tmp_path, monkeypatch):
+    """fairseq-generate is stopped at once (a test set can take hours); the runner stops, it records nothing."""
+    runner = study_runner(tmp_path)
+    experiment = Experiment.from_config("node_separated_aug1")
+    lay_out(runner, experiment, log([5.0, 4.0] + [4.5] * 5, 1400, plateau=True))
+    save_checkpoint(runner.run_dir(experiment).checkpoint("checkpoint_last.pt"), 1400)
+    generate = {}
+
+    def translate(self, data, checkpoint, subsets, *, started, **_):
+        with subprocess.Popen(["sleep", "60"]) as generate["process"]:
+            started(generate["process"])
+            threading.Timer(0.2, runner.request_stop).start()
+            generate["process"].wait(timeout=30)
+        raise TranslationError("fairseq-generate exited with -15")
+
+    monkeypatch.setattr(RunDir, "translate", translate)
+    with pytest.raises(RunnerStopped, match="node_separated_aug1 while translating"):
+        runner.run(experiment)
+    assert generate["process"].returncode == -signal.SIGTERM and runner.translating is None
+    assert not (runner.run_dir(experiment).path / RESULT_FILE).exists()
 
 
 def test_a_carried_run_without_a_best_checkpoint_still_has_a_final_model(tmp_path):

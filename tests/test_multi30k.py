@@ -264,3 +264,30 @@ def test_a_shipped_model_translates_as_its_run_without_optimiser_state(trained_r
         with pytest.raises(ShipError, match=message):
             ship(trained_run, **{"checkpoint": "checkpoint_best.pt", **kwargs})
     assert not (tmp_path / "big").exists() and not (tmp_path / "none").exists()  # nothing half-shipped
+
+
+def test_a_study_translation_keeps_the_test_sets_it_finished(prepared, trained_run):
+    """The study runner translates with keep_finished: a test set finished with the same checkpoint, data and
+    flags is kept (an interrupted translation goes on with the next); any other change translates it again."""
+    from node_experiments.run_dir import RunDir
+
+    run = RunDir(trained_run)
+    first = run.translate(prepared / "bin", subsets=("test", "test1"), keep_finished=True)
+    written = {subset: run.generation(subset).stat().st_mtime_ns for subset in ("test", "test1")}
+    assert run.finished_subsets() == ["test", "test1"]
+    assert run.translate(prepared / "bin", subsets=("test", "test1"), keep_finished=True) == first
+    assert written == {subset: run.generation(subset).stat().st_mtime_ns for subset in ("test", "test1")}
+
+    run.generation_done("test1").unlink()  # as if stopped while translating test1
+    again = run.translate(prepared / "bin", subsets=("test", "test1"), keep_finished=True)
+    assert again["test2016_flickr"] == first["test2016_flickr"]  # kept, with its speed
+    without_speed = [{key: value for key, value in scores.items() if key != "sentences_per_second"}
+                     for scores in (again["test2017_flickr"], first["test2017_flickr"])]
+    assert without_speed[0] == without_speed[1]  # translated again: the same translations
+    assert run.generation("test").stat().st_mtime_ns == written["test"]
+    assert run.generation("test1").stat().st_mtime_ns != written["test1"]
+    assert "sentences/s" in run.generate_log.read_text()
+
+    run.translate(prepared / "bin", subsets=("test",), extra_flags=("--max-len-b", "2"), keep_finished=True)
+    assert run.generation("test").stat().st_mtime_ns != written["test"]  # other flags: translated again
+    assert "'max_len_b': 2" in run.generation_log("test").read_text()
