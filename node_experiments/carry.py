@@ -64,7 +64,7 @@ def copy_trained(source: RunDir, destination: RunDir, started_file, final_checkp
     copy_resumable(source, destination, started_file)
     if destination.gen.exists():
         shutil.rmtree(destination.gen)
-    finished = source.finished_subsets()
+    finished = source.finished_translations()
     for path in [final_checkpoint, *(path for subset in finished for path in source.translation_files(subset))]:
         target = destination.path / path.relative_to(source.path)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@
       data/              what translating needs of the training data (dictionaries, BPE codes, recipe)
       gen/SUBSET.txt     fairseq-generate's output per test set; gen/SUBSET.log its log, gen/generate.log all
       gen/SUBSET.json    a finished test set: what it was translated with, and its sentences/s
+      gen/SUBSET.KofN.*  the same for the K-th of N shards of a test set translated in shards
       results.json       the scores of the last translation (node_experiments.scoring)
 
     python -m node_experiments.run_dir train CONFIG [FAIRSEQ_FLAGS...]     (scripts/train.sh)
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from .experiment_config import flag_value
 from .length_bound import FLAGS as LENGTH_BOUND_FLAGS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,18 +138,20 @@ class RunDir:
     def generation_done(self, subset) -> Path:
         return self.gen / f"{subset}.json"
 
-    def finished_subsets(self) -> List[str]:
-        """The test sets whose translation finished (gen/SUBSET.json), whatever it was made with."""
+    def finished_translations(self) -> List[str]:
+        """The test sets and shards of one whose translation finished (gen/PIECE.json), whatever it was made
+        with."""
         return sorted(path.stem for path in self.gen.glob("*.json"))
 
     def translation_files(self, subset) -> List[Path]:
         return [self.generation_done(subset), self.generation(subset), self.generation_log(subset)]
 
-    def mark_finished(self, subset, made_with: dict, sentences_per_second: float):
-        """Record SUBSET's translation (gen/SUBSET.txt, its log gen/SUBSET.log) as finished, made as MADE_WITH
-        (translated_with) says."""
-        self.generation_done(subset).write_text(
-            json.dumps({"made_with": made_with, "sentences_per_second": sentences_per_second}) + "\n")
+    def mark_finished(self, piece, made_with: dict, translated):
+        """Record PIECE's translation (gen/PIECE.txt, its log gen/PIECE.log: a test set or a shard of one) as
+        finished, made as MADE_WITH (translated_with) says; TRANSLATED: training_log.Translated."""
+        self.generation_done(piece).write_text(json.dumps(
+            {"made_with": made_with, "sentences_per_second": translated.sentences_per_second,
+             "translated": translated._asdict()}) + "\n")
 
     def translated_earlier(self, subset, made_with: dict) -> Optional[float]:
         """SUBSET's sentences/s where its translation finished earlier as MADE_WITH says (the checkpoint's
@@ -215,22 +219,23 @@ class RunDir:
             return _run_logged(command, log, echo, started)
 
     def translate(self, data, checkpoint="checkpoint_best.pt", subsets=tuple(SUBSETS), extra_flags=(),
-                  *, echo=False, keep_finished=False, started=None) -> "Translation":
+                  *, echo=False, keep_finished=False, shards=1, started=None) -> "Translation":
         """Beam-5 fairseq-generate of each test set with CHECKPOINT, each translation at most 1.2 x its source
         + 10 tokens long (length_bound.py; EXTRA_FLAGS come after and replace it), then scored
         (node_experiments.scoring) into results.json. fairseq-generate's log goes to gen/SUBSET.log, all of
         them to gen/generate.log. KEEP_FINISHED keeps each test set translated earlier with the same
         checkpoint, data and flags (an interrupted study goes on with the next test set: on 2 cores a slow
-        model's test set can take hours). STARTED is called with each running fairseq-generate."""
+        model's test set can take hours). SHARDS cuts each test set into up to that many pieces, each a
+        fairseq-generate of every SHARDS-th batch of the whole set (fairseq's --distributed-world-size and
+        --distributed-rank, so the batches and translations are those of one call), each kept when finished;
+        never more than the set has batches. STARTED is called with each running fairseq-generate."""
         from .scoring import score
-        from .training_log import last_error, translation_speeds
 
         checkpoint = self.checkpoint(checkpoint)
         if not checkpoint.is_file():
             raise TranslationError(f"no checkpoint '{checkpoint}'")
         self.gen.mkdir(parents=True, exist_ok=True)
         made_with = translated_with(data, checkpoint, extra_flags)
-        flags = made_with["flags"]
         speeds = {}
         for subset in subsets:
             if keep_finished and (speed := self.translated_earlier(subset, made_with)) is not None:
@@ -238,40 +243,102 @@ class RunDir:
                       flush=True)
                 speeds[subset] = speed
                 continue
-            print(f"translating {subset}", file=sys.stderr, flush=True)
             self.generation_done(subset).unlink(missing_ok=True)
-            command = [_console_script("fairseq-generate"), str(data), "--user-dir", str(USER_DIR),
-                       "--task", "node_translation", "--path", str(checkpoint), "--gen-subset", subset, *flags]
-            with open(self.generation(subset), "w") as out, subprocess.Popen(
-                    command, stdout=out, stderr=subprocess.PIPE, text=True, cwd=REPO) as proc:
-                if started is not None:
-                    started(proc)
-                stderr = proc.communicate()[1]
-            if echo:
-                sys.stderr.write(stderr)
-            self.generation_log(subset).write_text(stderr)
-            self.generate_log.write_text("".join(self.generation_log(name).read_text() for name in subsets
-                                                 if self.generation_log(name).is_file()))
-            if proc.returncode != 0:
-                # the cause goes into the record: the log stays behind with the run directory
-                cause = last_error(stderr) or f"fairseq-generate exited with {proc.returncode}"
-                raise TranslationError(f"translating {subset} with {checkpoint.name} failed: {cause} "
-                                       f"(log: {self.generate_log})")
-            found = translation_speeds(stderr)
-            if len(found) != 1:
-                raise TranslationError(f"{len(found)} speed lines translating {subset}; see {self.generate_log}")
-            speeds[subset] = found[0]
-            self.mark_finished(subset, made_with, found[0])
+            pieces = min(shards, least_batches(data, subset, int(flag_value(made_with["flags"], "--max-tokens"))))
+            if pieces == 1:
+                done = self._generate(data, checkpoint, subset, subset, made_with, [], echo, started)
+            else:
+                names = [f"{subset}.{shard + 1}of{pieces}" for shard in range(pieces)]
+                done = self._merge(subset, names, [
+                    self._generate(data, checkpoint, subset, name, {**made_with, "shard": [shard, pieces]},
+                                   ["--distributed-world-size", str(pieces), "--distributed-rank", str(shard)],
+                                   echo, started, keep_finished)
+                    for shard, name in enumerate(names)])
+                self.mark_finished(subset, made_with, done)
+            speeds[subset] = done.sentences_per_second
         scores = score(self, Path(data).parent / "raw", subsets)
         self.scores_file.write_text(json.dumps(scores, indent=1) + "\n")
         return {SUBSETS.get(subset, subset): {**scores[SUBSETS.get(subset, subset)],
                                               "sentences_per_second": speeds[subset]} for subset in subsets}
 
+    def _generate(self, data, checkpoint, subset, piece, made_with, shard_flags, echo, started,
+                  keep_finished=False) -> "Translated":
+        """fairseq-generate of SUBSET (or the PIECE of it SHARD_FLAGS select) into gen/PIECE.txt and .log,
+        marked finished; one finished earlier as MADE_WITH is kept where KEEP_FINISHED."""
+        from .training_log import Translated, last_error, translations
+
+        if keep_finished and self.translated_earlier(piece, made_with) is not None:
+            print(f"translating {piece}: kept (finished earlier with this checkpoint)", file=sys.stderr, flush=True)
+            return Translated(**json.loads(self.generation_done(piece).read_text())["translated"])
+        print(f"translating {piece}", file=sys.stderr, flush=True)
+        self.generation_done(piece).unlink(missing_ok=True)
+        command = [_console_script("fairseq-generate"), str(data), "--user-dir", str(USER_DIR),
+                   "--task", "node_translation", "--path", str(checkpoint), "--gen-subset", subset,
+                   *made_with["flags"], *shard_flags]
+        with open(self.generation(piece), "w") as out, subprocess.Popen(
+                command, stdout=out, stderr=subprocess.PIPE, text=True, cwd=REPO) as proc:
+            if started is not None:
+                started(proc)
+            stderr = proc.communicate()[1]
+        if echo:
+            sys.stderr.write(stderr)
+        self.generation_log(piece).write_text(stderr)
+        self.generate_log.write_text("".join(log.read_text() for log in sorted(self.gen.glob("*.log"))
+                                             if log != self.generate_log))
+        if proc.returncode != 0:
+            # the cause goes into the record: the log stays behind with the run directory
+            cause = last_error(stderr) or f"fairseq-generate exited with {proc.returncode}"
+            raise TranslationError(f"translating {subset} with {checkpoint.name} failed: {cause} "
+                                   f"(log: {self.generate_log})")
+        found = translations(stderr)
+        if len(found) != 1:
+            raise TranslationError(f"{len(found)} speed lines translating {piece}; see {self.generate_log}")
+        self.mark_finished(piece, made_with, found[0])
+        return found[0]
+
+    def _merge(self, subset, pieces, done) -> "Translated":
+        """gen/SUBSET.txt and .log from the PIECES' (DONE: what each translated), with one NFE line for all."""
+        from node_transformer.nfe import format_generation_nfe, parse_generation_nfe
+
+        from .training_log import Translated
+
+        lines, reports = [], []
+        for piece in pieces:
+            for line in self.generation(piece).read_text(encoding="utf-8").splitlines(keepends=True):
+                report = parse_generation_nfe(line.rstrip("\n"))
+                (lines if report is None else reports).append(line if report is None else report)
+        if reports:  # the mean per sentence over all pieces, each piece weighted by its sentences
+            sentences = sum(report["sentences"] for report in reports)
+            per_sentence = {side: sum(r["sentences"] * r["per_sentence"][side] for r in reports) / sentences
+                            for side in reports[0]["per_sentence"]}
+            solves = (sum(r["sentences"] * r["decoder_solves"] for r in reports) / sentences
+                      if reports[0]["decoder_solves"] is not None else None)
+            lines.append(format_generation_nfe(sentences, per_sentence, solves) + "\n")
+        self.generation(subset).write_text("".join(lines), encoding="utf-8")
+        self.generation_log(subset).write_text("".join(self.generation_log(piece).read_text() for piece in pieces))
+        sentences, seconds = sum(d.sentences for d in done), sum(d.seconds for d in done)
+        return Translated(sentences, seconds, round(sentences / seconds, 2) if seconds else 0.0)
+
+MAX_TOKENS = 4096  # fairseq-generate's batches
+
+
+def least_batches(data, subset, max_tokens) -> int:
+    """The fewest batches fairseq can cut SUBSET into under MAX_TOKENS: each holds at most MAX_TOKENS tokens
+    of its sentences' max(source, target) length, padded. As many shards leave none empty (fairseq-generate
+    fails on an empty one)."""
+    from fairseq.data import data_utils
+
+    source, target = data_utils.infer_language_pair(str(data))
+    sides = [data_utils.load_indexed_dataset(f"{data}/{subset}.{source}-{target}.{language}", None)
+             for language in (source, target)]
+    tokens = int(sum(max(pair) for pair in zip(*(side.sizes for side in sides if side is not None))))
+    return max(1, -(-tokens // max_tokens))
+
 
 def translated_with(data, checkpoint, extra_flags=()) -> dict:
     """What a translation is made with: the checkpoint's digest, the data and fairseq-generate's flags."""
     # --required-batch-size-multiple 1: fairseq 0.12 otherwise drops the last, smaller batch (#5036).
-    flags = ["--beam", "5", "--remove-bpe", "--max-tokens", "4096", "--required-batch-size-multiple", "1",
+    flags = ["--beam", "5", "--remove-bpe", "--max-tokens", str(MAX_TOKENS), "--required-batch-size-multiple", "1",
              *device_flags(), *LENGTH_BOUND_FLAGS, *extra_flags]
     return {"checkpoint_sha256": file_sha256(checkpoint), "data": str(Path(data).resolve()), "flags": flags}
 

@@ -42,6 +42,7 @@ from .training_log import EARLY_STOP_LINE, Training, best_point, last_common_val
 
 RESULT_FILE = "study_result.json"  # in a run directory: the runner's result of it
 STARTED_FILE = "study_started_as"  # the fingerprint a run was started with: only such a run is resumed
+CONVERGED_TRANSLATION_SHARDS = 8  # a converged run's test set is translated in up to 8 resumable shards
 AVERAGED = "checkpoint_averaged.pt"  # a scheduled run's final model: the average of its last checkpoints
 LOCK_FILE = ".study.lock"
 # Stops a runner, which passes it on to its fairseq-train: the plugin's save-and-stop (node_transformer/preemption.py)
@@ -213,6 +214,9 @@ class Runner:
     records: Optional[Path] = None  # RECORDS/NAME.json: a finished record there keeps a run this machine lacks
     carry: Optional[Path] = None  # CARRY/NAME: an unfinished run carried from another machine (carry.py)
     yardstick: bool = False  # measure this machine's yardstick before each training session (yardstick.py)
+    # each test set translated in up to this many shards, each kept once finished (RunDir.translate): a slow
+    # model's test set can take longer than a session has
+    translation_shards: int = 1
     stop_requested: bool = False  # request_stop: stop where nothing is lost
     training: Optional[subprocess.Popen] = field(default=None, repr=False)  # the run's fairseq-train, while it trains
     translating: Optional[subprocess.Popen] = field(default=None, repr=False)  # its fairseq-generate, while it runs
@@ -300,7 +304,7 @@ class Runner:
             if not final.is_file():
                 return "trained, with no checkpoint to translate: nothing to carry"
             finished = copy_trained(run, carried, STARTED_FILE, final)
-            return f"trained, carried with its final model and {finished} finished test set(s) to translate on"
+            return f"trained, carried with its final model and {finished} finished translation(s) to go on from"
         if not (self.resumes(run, key, cap) and run.checkpoint(LAST_CHECKPOINT).is_file()):
             return "carried as it was" if self.carried(experiment) else "nothing to carry"
         if self.carried(experiment) is not None and self.carried_further(run, carried, True):
@@ -433,7 +437,7 @@ class Runner:
         print(f"{run.name}: translating {' '.join(self.subsets)} with {checkpoint.name}", flush=True)
         try:
             return run.translate(self.data, checkpoint, self.subsets, keep_finished=True,
-                                 started=self.translation_started), stopped
+                                 shards=self.translation_shards, started=self.translation_started), stopped
         except TranslationError as error:
             self.stop_if_requested(f"{run.name} while translating (its finished test sets are kept)")
             return {}, f"{stopped + '; ' if stopped else ''}translating {run.name}: {error}"

@@ -185,6 +185,19 @@ def time_to_reach(curve, loss):
     return None
 
 
+class Translated(NamedTuple):
+    """What fairseq-generate says it translated: sentences, the seconds generation took, and their ratio."""
+    sentences: int
+    seconds: float
+    sentences_per_second: float
+
+
+def translations(generate_stderr) -> List[Translated]:
+    """fairseq-generate's 'Translated ...' lines, one per subset translated, in order."""
+    return [Translated(int(m[1].replace(",", "")), float(m[2]), float(m[3]))
+            for m in TRANSLATED.finditer(generate_stderr)]
+
+
 def translation_speeds(generate_stderr):
     """fairseq-generate's sentences per second, one per subset translated, in order."""
-    return [float(m[3]) for m in TRANSLATED.finditer(generate_stderr)]
+    return [translated.sentences_per_second for translated in translations(generate_stderr)]

@@ -13,7 +13,8 @@ fast and regularised configs (see --list). Two budgets:
   each config's flags so that a config contributes only its architecture and --node-* flags. A run stops
   on its plateau (fairseq's --patience) or its update cap, never on wall time; interrupted, it resumes
   from its checkpoint_last.pt (fairseq's exact resume) when the runner is started again. Its final model
-  averages its last interval checkpoints; all three test sets are translated from it. Run directories
+  averages its last interval checkpoints; all three test sets are translated from it, each in up to 8
+  shards of its batches kept as each finishes (the same translations as one call). Run directories
   live outside the checkout (--work, default $NODE_TRANSFORMER_RUNS/converged, NODE_TRANSFORMER_RUNS
   defaulting to ~/node-transformer-runs), so a fresh clone loses no training. On a new machine, a run
   that OUT/records/NAME.json records as finished with the same flags is kept, and an unfinished one
@@ -189,12 +190,13 @@ def parse_args(argv=None):
 
 
 def runner_of(args, subsets):
-    from node_experiments.runner import Runner, Schedule, TimeBudget
+    from node_experiments.runner import CONVERGED_TRANSLATION_SHARDS, Runner, Schedule, TimeBudget
 
     if not args.converged:
         return Runner(TimeBudget(args.minutes, args.validate_every), args.work, args.data, subsets)
     return Runner(Schedule(args.schedule, args.average_last), args.work, args.data, subsets,
-                  records=args.out / RECORDS, carry=args.out / CARRY, yardstick=True)
+                  records=args.out / RECORDS, carry=args.out / CARRY, yardstick=True,
+                  translation_shards=CONVERGED_TRANSLATION_SHARDS)
 
 
 def _nfe_cell(nfe, direction):

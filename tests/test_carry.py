@@ -234,18 +234,18 @@ def test_a_run_trained_but_not_translated_is_carried_with_its_finished_test_sets
     final = runner.budget.final_checkpoint(run)
     finish_test_set(run, "test", 9.5)
     run.generation("test1").write_text("H-0\thalf of a test set\n")  # cut while translating: not carried
-    assert runner.carry_out(experiment) == ("trained, carried with its final model and 1 finished test set(s) to "
-                                            "translate on")
+    assert runner.carry_out(experiment) == ("trained, carried with its final model and 1 finished translation(s) "
+                                            "to go on from")
     carried = RunDir(runner.carry / experiment.name)
     assert carried.checkpoint(final.name).read_bytes() == final.read_bytes()
-    assert carried.finished_subsets() == ["test"] and not carried.generation("test1").exists()
+    assert carried.finished_translations() == ["test"] and not carried.generation("test1").exists()
 
     shutil.rmtree(runner.work)  # the new machine
     monkeypatch.setattr(RunDir, "train", lambda *_, **__: pytest.fail("trained again"))
     found = {}
 
     def translate(self, data, checkpoint, subsets, **options):
-        found.update(checkpoint=Path(checkpoint).read_bytes(), finished=self.finished_subsets(), options=options,
+        found.update(checkpoint=Path(checkpoint).read_bytes(), finished=self.finished_translations(), options=options,
                      speed=self.translated_earlier("test", MADE_WITH))
         return {}
 

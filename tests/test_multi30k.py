@@ -274,7 +274,7 @@ def test_a_study_translation_keeps_the_test_sets_it_finished(prepared, trained_r
     run = RunDir(trained_run)
     first = run.translate(prepared / "bin", subsets=("test", "test1"), keep_finished=True)
     written = {subset: run.generation(subset).stat().st_mtime_ns for subset in ("test", "test1")}
-    assert run.finished_subsets() == ["test", "test1"]
+    assert run.finished_translations() == ["test", "test1"]
     assert run.translate(prepared / "bin", subsets=("test", "test1"), keep_finished=True) == first
     assert written == {subset: run.generation(subset).stat().st_mtime_ns for subset in ("test", "test1")}
 
@@ -291,3 +291,35 @@ def test_a_study_translation_keeps_the_test_sets_it_finished(prepared, trained_r
     run.translate(prepared / "bin", subsets=("test",), extra_flags=("--max-len-b", "2"), keep_finished=True)
     assert run.generation("test").stat().st_mtime_ns != written["test"]  # other flags: translated again
     assert "'max_len_b': 2" in run.generation_log("test").read_text()
+
+
+def test_a_test_set_translated_in_shards_is_translated_as_in_one_piece(prepared, trained_run):
+    """Each shard is every N-th batch of the whole set (fairseq-generate's --distributed-world-size and
+    --distributed-rank): the same batches, so the same translations and scores as one call; never more shards
+    than the set has batches (an empty one would fail), and each finished shard is kept."""
+    from node_experiments.run_dir import MAX_TOKENS, RunDir, least_batches
+    from node_experiments.scoring import read_generation
+
+    run = RunDir(trained_run)
+    whole = run.translate(prepared / "bin", subsets=("test",), extra_flags=("--max-tokens", "200"))
+    one_piece = read_generation(run.generation("test"))
+    assert least_batches(prepared / "bin", "test", 200) >= 3 and least_batches(prepared / "bin", "test", MAX_TOKENS) == 1
+    run.generation_done("test").unlink()  # else kept: a translation in shards is the one translation
+    sharded = run.translate(prepared / "bin", subsets=("test",), extra_flags=("--max-tokens", "200"), shards=3,
+                            keep_finished=True)
+    shards = sorted(path.name for path in run.gen.glob("test.*of3.txt"))
+    assert shards == ["test.1of3.txt", "test.2of3.txt", "test.3of3.txt"]
+    assert all(read_generation(run.gen / name)[2] for name in shards)  # none empty
+    in_shards = read_generation(run.generation("test"))
+    assert in_shards[:3] == one_piece[:3]  # hypotheses, references and ids
+    assert in_shards[3] == pytest.approx(one_piece[3], abs=0.1)  # NFE per sentence (each shard's to one decimal)
+    for key in ("tokenized_bleu", "sacrebleu", "sentences"):
+        assert sharded["test2016_flickr"][key] == whole["test2016_flickr"][key]
+
+    run.generation_done("test").unlink()  # stopped after its shards, before they were joined
+    run.generation_done("test.3of3").unlink()  # ... or while translating the last one
+    written = {name: (run.gen / name).stat().st_mtime_ns for name in shards}
+    run.translate(prepared / "bin", subsets=("test",), extra_flags=("--max-tokens", "200"), shards=3,
+                  keep_finished=True)
+    assert [(run.gen / name).stat().st_mtime_ns == written[name] for name in shards] == [True, True, False]
+    assert read_generation(run.generation("test"))[:3] == one_piece[:3]
