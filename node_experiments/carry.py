@@ -51,24 +51,26 @@ def copy_resumable(source: RunDir, destination: RunDir, started_file) -> int:
     updates of the checkpoint copied, after checking that it loads."""
     updates = checkpoint_updates(source.checkpoint(LAST_CHECKPOINT))
     for path, target in zip(resumable_files(source, started_file), resumable_files(destination, started_file)):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".part")
-        shutil.copyfile(path, partial)
-        partial.replace(target)
+        _copy_whole(path, target)
     return updates
+
+
+def _copy_whole(path: Path, target: Path):
+    """PATH copied over TARGET, replacing it whole: never half-written."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    shutil.copyfile(path, partial)
+    partial.replace(target)
 
 
 def copy_trained(source: RunDir, destination: RunDir, started_file, final_checkpoint: Path) -> int:
     """Copy a run that finished training but not translating: its resumable files, its final model
-    FINAL_CHECKPOINT and its finished test sets (any others the copy held dropped); returns how many."""
+    FINAL_CHECKPOINT and its finished test sets and shards (any others the copy held dropped); returns how
+    many."""
     copy_resumable(source, destination, started_file)
     if destination.gen.exists():
         shutil.rmtree(destination.gen)
     finished = source.finished_translations()
-    for path in [final_checkpoint, *(path for subset in finished for path in source.translation_files(subset))]:
-        target = destination.path / path.relative_to(source.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".part")
-        shutil.copyfile(path, partial)
-        partial.replace(target)
+    for path in [final_checkpoint, *(path for piece in finished for path in source.translation_files(piece))]:
+        _copy_whole(path, destination.path / path.relative_to(source.path))
     return len(finished)

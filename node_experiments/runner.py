@@ -404,7 +404,7 @@ class Runner:
             training.send_signal(STOP_SIGNAL)  # nothing if it has exited
         translating = self.translating
         if translating is not None:
-            translating.terminate()  # the test sets finished before it are kept (RunDir.translate)
+            translating.terminate()  # the test sets and shards finished before it are kept (RunDir.translate)
 
     def training_started(self, process: subprocess.Popen):
         self.training = process
