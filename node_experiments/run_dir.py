@@ -6,7 +6,7 @@
       checkpoints/       fairseq's --save-dir (checkpoint_best.pt, checkpoint_last.pt, interval checkpoints)
       tb/                fairseq's --tensorboard-logdir
       data/              what translating needs of the training data (dictionaries, BPE codes, recipe)
-      gen/SUBSET.txt     fairseq-generate's output per test set; gen/SUBSET.log its log, gen/generate.log all
+      gen/SUBSET.txt     fairseq-generate's output per test set; gen/SUBSET.log its log, gen/generate.log all, appended
       gen/SUBSET.json    a finished test set: what it was translated with, and its sentences/s
       gen/SUBSET.KofN.*  the same for the K-th of N shards of a test set translated in shards
       results.json       the scores of the last translation (node_experiments.scoring)
@@ -222,8 +222,8 @@ class RunDir:
                   *, echo=False, keep_finished=False, shards=1, started=None) -> "Translation":
         """Beam-5 fairseq-generate of each test set with CHECKPOINT, each translation at most 1.2 x its source
         + 10 tokens long (length_bound.py; EXTRA_FLAGS come after and replace it), then scored
-        (node_experiments.scoring) into results.json. fairseq-generate's log goes to gen/SUBSET.log, all of
-        them to gen/generate.log. KEEP_FINISHED keeps each test set translated earlier with the same
+        (node_experiments.scoring) into results.json. fairseq-generate's log goes to gen/SUBSET.log and is
+        appended to gen/generate.log. KEEP_FINISHED keeps each test set translated earlier with the same
         checkpoint, data and flags (an interrupted study goes on with the next test set: on 2 cores a slow
         model's test set can take hours). SHARDS cuts each test set into up to that many pieces, each a
         fairseq-generate of every SHARDS-th batch of the whole set (fairseq's --distributed-world-size and
@@ -283,8 +283,8 @@ class RunDir:
         if echo:
             sys.stderr.write(stderr)
         self.generation_log(piece).write_text(stderr)
-        self.generate_log.write_text("".join(log.read_text() for log in sorted(self.gen.glob("*.log"))
-                                             if log != self.generate_log))
+        with open(self.generate_log, "a") as log:  # every translation of the run, as train.log every training
+            log.write(stderr)
         if proc.returncode != 0:
             # the cause goes into the record: the log stays behind with the run directory
             cause = last_error(stderr) or f"fairseq-generate exited with {proc.returncode}"
