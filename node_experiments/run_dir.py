@@ -306,7 +306,10 @@ class RunDir:
         for piece in pieces:
             for line in self.generation(piece).read_text(encoding="utf-8").splitlines(keepends=True):
                 report = parse_generation_nfe(line.rstrip("\n"))
-                (lines if report is None else reports).append(line if report is None else report)
+                if report is None:
+                    lines.append(line)
+                else:
+                    reports.append(report)
         if reports:  # the mean per sentence over all pieces, each piece weighted by its sentences
             sentences = sum(report["sentences"] for report in reports)
             per_sentence = {side: sum(r["sentences"] * r["per_sentence"][side] for r in reports) / sentences
