@@ -229,18 +229,18 @@ def _nfe_sides(record: StudyRecord) -> Dict[str, tuple]:
     return {side: ends for side, ends in sides.items() if None not in ends}
 
 
-def _nfe_sides_text(record: StudyRecord) -> str:
+def _nfe_sides_text(record: StudyRecord, sides: Dict[str, tuple]) -> str:
     return f"{record.experiment}: " + ", ".join(f"{side} {a:.1f} → {b:.1f} ({change(a, b):+.0%})"
-                                                for side, (a, b) in _nfe_sides(record).items())
+                                                for side, (a, b) in sides.items())
 
 
 def _decoder_not_encoder(records, c):
     r = records[c.experiments[0]]
     sides = _nfe_sides(r)
-    c.evidence = _nfe_sides_text(r)
+    c.evidence = _nfe_sides_text(r, sides)
     # the bug's share, shown beside the verdict it does not decide: the 2019 pattern may be the bug's
     if (bugged := records.get(FULL_NODE_2019BUG)) is not None:
-        c.evidence += f"; with the 2019 gradient bug, {_nfe_sides_text(bugged)}"
+        c.evidence += f"; with the 2019 gradient bug, {_nfe_sides_text(bugged, _nfe_sides(bugged))}"
     decoder_rises = change(*sides["dec"]) > NFE_CHANGE
     encoder_flat = abs(change(*sides["enc"])) <= NFE_CHANGE
     c.verdict = REPRODUCED if decoder_rises and encoder_flat else REFUTED
